@@ -1,0 +1,2 @@
+//! `device-sim`: run `device-sim --help`.
+fn main() {}

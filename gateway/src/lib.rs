@@ -1,0 +1,9 @@
+//! The gateway: MQTT devices and browser dashboards on one sequenced, durable log.
+//!
+//! # Layout
+//! - [`core`]: topics, filters, the subscription index, namespace rules, messages. No I/O.
+//! - [`log`]: the [`log::MessageLog`] trait and the embedded durable store behind it.
+#![warn(missing_docs)]
+
+pub mod core;
+pub mod log;

@@ -1,0 +1,2 @@
+//! `gateway`: run `gateway --help`.
+fn main() {}
