@@ -5,5 +5,10 @@
 //! - [`log`]: the [`log::MessageLog`] trait and the embedded durable store behind it.
 #![warn(missing_docs)]
 
+pub mod broker;
+pub mod config;
 pub mod core;
+pub mod http;
 pub mod log;
+pub mod mqtt;
+pub mod server;

@@ -183,7 +183,10 @@ mod tests {
             payload: Bytes::new(),
             qos: QoS::AtMostOnce,
             retain: false,
-            props: MessageProps { message_expiry_interval: Some(10), ..Default::default() },
+            props: MessageProps {
+                message_expiry_interval: Some(10),
+                ..Default::default()
+            },
             ts_ms: 1_000,
             origin: None,
         };

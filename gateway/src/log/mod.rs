@@ -7,9 +7,29 @@
 //!
 //! Layout:
 //! - `mod.rs`: the [`MessageLog`] trait and its contract, shared types.
+//! - `embedded.rs`: [`EmbeddedLog`], the default implementation, and [`LogOptions`].
+//! - `store.rs`: the on-disk layout (fjall keyspaces) and every read.
+//! - `keys.rs`: key encodings whose byte order is the log's order.
+//! - `state.rs`: the writer's in-memory state, rebuilt at open (format check, epoch, counts).
+//! - `writer.rs`: the writer task: drain, commit, release, answer.
+//! - `batch.rs`: one group commit.
+//! - `retention.rs`: history trimming by count and age, de-duplication TTL, retained expiry.
 
 use crate::core::{Message, StoredMessage};
 use std::sync::Arc;
+
+mod batch;
+pub mod embedded;
+mod keys;
+mod retention;
+mod state;
+mod store;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use embedded::{EmbeddedLog, LogOptions};
+pub use retention::SweepReport;
 
 /// A key under which a publish is de-duplicated: (MQTT client id, packet id) for an incoming
 /// QoS 2 publish, or a browser `msg_id`. Opaque bytes; callers prefix them by transport so
@@ -82,7 +102,16 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// Appends one message; see the contract for when it resolves. With a `dedupe` key that is
     /// already known, nothing is appended and [`Appended::Duplicate`] is returned.
-    async fn append(&self, msg: Message, dedupe: Option<DedupeKey>) -> Result<Appended, LogError>;
+    async fn append(&self, msg: Message, dedupe: Option<DedupeKey>) -> Result<Appended, LogError> {
+        self.submit(msg, dedupe).await
+    }
+
+    /// Like [`MessageLog::append`], but the message is queued to the writer *before this
+    /// returns*, so messages submitted one after another by the same caller are sequenced in
+    /// submission order even though their futures are awaited later (a connection pipelines
+    /// many QoS 1 publishes and sends the PUBACKs in order as they resolve). The returned
+    /// future owns everything it needs (`'static`).
+    fn submit(&self, msg: Message, dedupe: Option<DedupeKey>) -> AppendFuture;
 
     /// Removes a de-duplication key (MQTT PUBREL finishes a QoS 2 exchange). Durable on return.
     async fn forget_dedupe(&self, key: DedupeKey) -> Result<(), LogError>;
@@ -117,6 +146,10 @@ pub trait MessageLog: Send + Sync + 'static {
     /// Resolves when everything submitted before the call is durable. Used at shutdown.
     async fn flush(&self) -> Result<(), LogError>;
 }
+
+/// The pending result of [`MessageLog::submit`].
+pub type AppendFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Appended, LogError>> + Send>>;
 
 /// Batches of released messages, in sequence order, for the router's live fan-out.
 pub type ReleaseFeed = tokio::sync::mpsc::Receiver<Vec<Arc<StoredMessage>>>;

@@ -1,0 +1,253 @@
+//! The client tasks of `bench throughput`: a subscriber that counts deliveries, and a
+//! publisher that sends as fast as its connection takes messages.
+//!
+//! Both report "connected (and subscribed)" through a oneshot before the measurement starts,
+//! so set-up time never counts. Neither reconnects: a connection error ends the task and is
+//! tallied, and whatever it did not deliver shows up as loss.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rumqttc::{Event, Outgoing, Packet, QoS};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout_at};
+
+use super::mqtt::{self, Tally, bump};
+use super::{BenchError, BrokerUrl};
+
+/// "Connected and ready", or why not.
+pub type Ready = oneshot::Receiver<Result<(), BenchError>>;
+
+/// Deliveries counted by one subscriber, read by the coordinator while the run goes on.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    /// PUBLISH packets received.
+    pub received: AtomicU64,
+    /// When the latest one arrived: nanoseconds after the run's base instant.
+    pub last_ns: AtomicU64,
+}
+
+impl Deliveries {
+    /// Deliveries so far.
+    pub fn count(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// When the latest delivery arrived, in nanoseconds after the run's base instant.
+    pub fn last_ns(&self) -> u64 {
+        self.last_ns.load(Ordering::Relaxed)
+    }
+}
+
+/// What a subscriber connects to and subscribes.
+#[derive(Debug, Clone)]
+pub struct SubscriberSpec {
+    /// The broker.
+    pub broker: BrokerUrl,
+    /// MQTT client id.
+    pub client_id: String,
+    /// Topic filter.
+    pub filter: String,
+    /// Subscription QoS.
+    pub qos: QoS,
+    /// Largest packet accepted.
+    pub max_packet: usize,
+    /// Instant that `Deliveries::last_ns` counts from.
+    pub base: Instant,
+    /// End of set-up at the latest.
+    pub deadline: Instant,
+}
+
+/// Starts a subscriber. It counts deliveries until `stop` turns true, then returns its errors.
+pub fn spawn_subscriber(
+    spec: SubscriberSpec,
+    mut stop: watch::Receiver<bool>,
+) -> (JoinHandle<Tally>, Ready, Arc<Deliveries>) {
+    let deliveries = Arc::new(Deliveries::default());
+    let counter = deliveries.clone();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut errors = Tally::new();
+        let opts = mqtt::options(&spec.broker, spec.client_id.clone(), spec.max_packet, 100);
+        let (client, mut eventloop) = mqtt::client(opts, 16);
+        let setup = async {
+            mqtt::connect(&mut eventloop, &spec.broker, spec.deadline).await?;
+            mqtt::subscribe(
+                &client,
+                &mut eventloop,
+                &spec.filter,
+                spec.qos,
+                spec.deadline,
+            )
+            .await
+        };
+        if let Err(e) = setup.await {
+            let _ = ready_tx.send(Err(e));
+            return errors;
+        }
+        let _ = ready_tx.send(Ok(()));
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                event = eventloop.poll() => match event {
+                    Ok(Event::Incoming(Packet::Publish(_))) => {
+                        counter.received.fetch_add(1, Ordering::Relaxed);
+                        let ns = spec.base.elapsed().as_nanos() as u64;
+                        counter.last_ns.store(ns, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        bump(&mut errors, mqtt::error_kind(&e));
+                        break;
+                    }
+                },
+            }
+        }
+        mqtt::disconnect(&client, &mut eventloop).await;
+        errors
+    });
+    (task, ready_rx, deliveries)
+}
+
+/// What a publisher sends.
+#[derive(Debug, Clone)]
+pub struct PublisherSpec {
+    /// The broker.
+    pub broker: BrokerUrl,
+    /// MQTT client id.
+    pub client_id: String,
+    /// Topic of every publish.
+    pub topic: String,
+    /// Publish QoS.
+    pub qos: QoS,
+    /// Payload of every publish.
+    pub payload: Arc<[u8]>,
+    /// Messages to send (ignored when `duration` is set).
+    pub messages: u64,
+    /// Send for this long instead of a fixed count.
+    pub duration: Option<Duration>,
+    /// QoS 1 publishes in flight.
+    pub inflight: u16,
+    /// Capacity of the request queue in front of the connection.
+    pub queue: usize,
+    /// Largest packet.
+    pub max_packet: usize,
+    /// Hard end of the run.
+    pub deadline: Instant,
+}
+
+/// What one publisher did.
+#[derive(Debug, Default)]
+pub struct PubOutcome {
+    /// Publishes written to the socket.
+    pub sent: u64,
+    /// PUBACKs received (QoS 1).
+    pub acked: u64,
+    /// When publishing was over: last write (QoS 0) or last PUBACK (QoS 1).
+    pub done_at: Option<Instant>,
+    /// Errors by kind.
+    pub errors: Tally,
+}
+
+/// Starts a publisher: it connects, reports ready, waits until `start` holds the start instant,
+/// then keeps rumqttc's request queue full and pumps the event loop in the same task, so the
+/// connection always has the next publish at hand (and, at QoS 1, `inflight` unacknowledged).
+pub fn spawn_publisher(
+    spec: PublisherSpec,
+    mut start: watch::Receiver<Option<Instant>>,
+) -> (JoinHandle<PubOutcome>, Ready) {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut out = PubOutcome::default();
+        let opts = mqtt::options(
+            &spec.broker,
+            spec.client_id.clone(),
+            spec.max_packet,
+            spec.inflight,
+        );
+        let (client, mut eventloop) = mqtt::client(opts, spec.queue);
+        if let Err(e) = mqtt::connect(&mut eventloop, &spec.broker, spec.deadline).await {
+            let _ = ready_tx.send(Err(e));
+            return out;
+        }
+        let _ = ready_tx.send(Ok(()));
+        let t0 = match timeout_at(spec.deadline, start.wait_for(Option::is_some)).await {
+            Ok(Ok(t0)) => (*t0).unwrap_or_else(Instant::now),
+            _ => return out,
+        };
+        let end_at = spec.duration.map(|d| t0 + d);
+        let limit = if spec.duration.is_some() {
+            u64::MAX
+        } else {
+            spec.messages
+        };
+        let mut queued: u64 = 0;
+        let mut queueing = true;
+        loop {
+            if queueing {
+                if end_at.is_some_and(|end| Instant::now() >= end) {
+                    queueing = false;
+                }
+                while queueing && queued < limit {
+                    match client.try_publish(
+                        spec.topic.as_str(),
+                        spec.qos,
+                        false,
+                        &spec.payload[..],
+                    ) {
+                        Ok(()) => queued += 1,
+                        Err(_) => break, // queue full: let the connection drain it
+                    }
+                }
+                queueing &= queued < limit;
+            }
+            let all_acked = spec.qos == QoS::AtMostOnce || out.acked >= queued;
+            if !queueing && out.sent >= queued && all_acked {
+                break;
+            }
+            match timeout_at(spec.deadline, eventloop.poll()).await {
+                Err(_) => {
+                    bump(&mut out.errors, "timeout_while_publishing");
+                    break;
+                }
+                Ok(Err(e)) => {
+                    bump(&mut out.errors, mqtt::error_kind(&e));
+                    break;
+                }
+                Ok(Ok(Event::Outgoing(Outgoing::Publish(_)))) => {
+                    out.sent += 1;
+                    if spec.qos == QoS::AtMostOnce {
+                        out.done_at = Some(Instant::now());
+                    }
+                }
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
+                    out.acked += 1;
+                    out.done_at = Some(Instant::now());
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+        mqtt::disconnect(&client, &mut eventloop).await;
+        out
+    });
+    (task, ready_rx)
+}
+
+/// Waits for every client's ready signal; the first failure is returned.
+pub async fn await_ready(ready: Vec<Ready>) -> Result<(), BenchError> {
+    for rx in ready {
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(BenchError::Setup(
+                    "a client task ended during set-up".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

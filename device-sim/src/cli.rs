@@ -1,0 +1,104 @@
+//! The `device-sim` command line: argument structs (clap derive), value parsers shared by the
+//! subcommands, and [`execute`], which the binary calls once the runtime is built.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::bench::{self, BenchCommand};
+
+/// MQTT device simulator and load generator.
+///
+/// `device-sim bench` measures any MQTT broker (the gateway, Mosquitto, ...) with the same
+/// client code, so two brokers can be compared side by side in one run. Every scenario is bounded
+/// in time, prints a table at the end and can write the same numbers as JSON (`--json FILE`).
+#[derive(Debug, Parser)]
+#[command(name = "device-sim", version, about, long_about)]
+pub struct Cli {
+    /// Worker threads of the async runtime. Default: the CPUs this process may run on, so
+    /// `taskset -c 1 device-sim ...` measures what one core can drive.
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `device-sim`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure a broker: throughput, latency, idle memory per connection, reconnect storm.
+    ///
+    /// Example: `device-sim bench throughput --broker mqtt://127.0.0.1:1883 --qos 1`.
+    Bench(BenchCommand),
+}
+
+/// Builds the tokio runtime: multi-threaded, with `threads` workers when given.
+pub fn build_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    builder.build()
+}
+
+/// Runs the parsed command line to completion.
+pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Bench(cmd) => bench::execute(cmd).await?,
+    }
+    Ok(())
+}
+
+/// Parses a duration written for a person: `10s`, `500ms`, `2m`, `1h 30m`; a bare number is
+/// seconds (`30` = 30 s, `0.5` = 500 ms).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        return if secs.is_finite() && secs >= 0.0 {
+            Ok(Duration::from_secs_f64(secs))
+        } else {
+            Err(format!(
+                "`{text}` is not a duration; write e.g. `10s` or `500ms`"
+            ))
+        };
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `10s` or `500ms`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn threads_is_global() {
+        let cli = Cli::try_parse_from([
+            "device-sim",
+            "bench",
+            "latency",
+            "--threads",
+            "1",
+            "--rate",
+            "10",
+        ]);
+        let cli = match cli {
+            Ok(cli) => cli,
+            Err(e) => panic!("parse failed: {e}"),
+        };
+        assert_eq!(cli.threads, Some(1));
+    }
+}

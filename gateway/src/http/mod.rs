@@ -1,0 +1,125 @@
+//! The HTTP side of the gateway: the public HTTP listener and the admin listener.
+//!
+//! The public listener serves MQTT over WebSocket at `/mqtt` and, as the browser transports
+//! arrive, WebSocket, SSE, long-poll and REST. The admin listener serves `/healthz`,
+//! `/readyz` and `/metrics`. Both are plain axum routers; [`serve`] runs one on a bound
+//! listener until a shutdown token fires.
+//!
+//! Layout:
+//! - `mod.rs`: the public router, shared state and [`serve`].
+//! - `mqtt_ws.rs`: MQTT over WebSocket (`/mqtt`, subprotocol `mqtt`).
+//! - `admin.rs`: health, readiness and Prometheus metrics.
+
+pub mod admin;
+pub mod mqtt_ws;
+
+use crate::broker::Broker;
+use axum::Router;
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Counters and flags the HTTP handlers update and the admin listener reports.
+#[derive(Debug)]
+pub struct Stats {
+    /// When the gateway started, for `gateway_uptime_seconds`.
+    pub started: Instant,
+    /// True once the log is open and every listener is bound; false again when shutdown
+    /// begins. Drives `/readyz`.
+    pub ready: AtomicBool,
+    /// `/mqtt` WebSocket connections currently open.
+    pub mqtt_ws_open: AtomicU64,
+    /// `/mqtt` WebSocket connections accepted since start.
+    pub mqtt_ws_total: AtomicU64,
+}
+
+impl Stats {
+    /// Fresh counters, not ready, started now.
+    pub fn new() -> Self {
+        Stats {
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+            mqtt_ws_open: AtomicU64::new(0),
+            mqtt_ws_total: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Sets readiness.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::new()
+    }
+}
+
+/// What the public HTTP handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The broker MQTT-over-WebSocket connections are served by.
+    pub broker: Arc<Broker>,
+    /// Counters reported on the admin listener.
+    pub stats: Arc<Stats>,
+    /// Tracks long-lived connection tasks (upgraded WebSockets), so shutdown can wait for
+    /// them to finish.
+    pub tasks: TaskTracker,
+    /// Largest MQTT packet accepted (`mqtt.max_packet_size`); bounds WebSocket messages on
+    /// `/mqtt`.
+    pub max_packet_size: u32,
+}
+
+/// The public HTTP router: `/` and `/mqtt`.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/mqtt", get(mqtt_ws::upgrade))
+        .with_state(state)
+}
+
+/// What `GET /` says.
+const INDEX: &str = "\
+IoT gateway: MQTT devices and browser dashboards on one sequenced, durable log.
+
+MQTT over WebSocket: /mqtt (subprotocol \"mqtt\")
+MQTT over TCP, health (/healthz, /readyz) and metrics (/metrics) are on their own listeners.
+";
+
+async fn index() -> &'static str {
+    INDEX
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and waits
+/// for open HTTP requests to finish. Upgraded connections (WebSockets) are not waited for
+/// here; they are tracked by their owner. Peers' addresses reach handlers as
+/// `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}

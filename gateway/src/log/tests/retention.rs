@@ -1,0 +1,112 @@
+//! History retention by count (as messages are written) and by age (the sweep), and
+//! `first_seq` after eviction.
+
+use super::*;
+use crate::core::namespace::HistoryPolicy;
+use crate::log::MessageLog;
+
+fn policy(max_messages: u64, max_age_s: Option<u64>) -> HistoryPolicy {
+    HistoryPolicy {
+        max_messages,
+        max_age: max_age_s.map(Duration::from_secs),
+        store_qos0: true,
+    }
+}
+
+#[tokio::test]
+async fn count_is_enforced_as_messages_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _feed) = open(dir.path(), rules_with("small/#", policy(5, None)));
+    let mut small = Vec::new();
+    for i in 0..12 {
+        small.push(
+            log.append(msg("small/x", QoS::AtLeastOnce, &i.to_string()), None)
+                .await
+                .unwrap()
+                .position()
+                .seq,
+        );
+        log.append(msg("big", QoS::AtLeastOnce, &i.to_string()), None)
+            .await
+            .unwrap();
+    }
+    let kept = log.read_channel("small/x", 0, 100).unwrap();
+    assert_eq!(payloads(&kept), vec!["7", "8", "9", "10", "11"]);
+    assert_eq!(log.read_channel("big", 0, 100).unwrap().len(), 12);
+    // The oldest entry left is the first `big` message; then `big` is trimmed too.
+    assert_eq!(log.first_seq(), small[0] + 1);
+    log.close().await;
+    drop(log);
+
+    // The per-channel count is rebuilt at open and keeps being enforced.
+    let (log, _feed) = open(dir.path(), rules_with("small/#", policy(5, None)));
+    log.append(msg("small/x", QoS::AtLeastOnce, "12"), None)
+        .await
+        .unwrap();
+    let kept = log.read_channel("small/x", 0, 100).unwrap();
+    assert_eq!(payloads(&kept), vec!["8", "9", "10", "11", "12"]);
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_limit_is_trimmed_by_the_next_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _feed) = open(dir.path(), rules_with("c", policy(3, None)));
+    let futs: Vec<_> = (0..10)
+        .map(|i| log.submit(msg("c", QoS::AtLeastOnce, &i.to_string()), None))
+        .collect();
+    let mut last = 0;
+    for f in futs {
+        last = f.await.unwrap().position().seq;
+    }
+    let r = log.sweep(crate::core::message::now_ms()).await.unwrap();
+    assert_eq!(r.evicted, 7);
+    assert_eq!(
+        payloads(&log.read_channel("c", 0, 100).unwrap()),
+        vec!["7", "8", "9"]
+    );
+    assert_eq!(log.first_seq(), last - 2);
+}
+
+#[tokio::test]
+async fn age_is_enforced_by_the_sweep_at_the_time_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _feed) = open(dir.path(), rules_with("aged/#", policy(1000, Some(60))));
+    let t0 = 1_700_000_000_000u64;
+    let mut seqs_by_age = Vec::new();
+    for (i, age_s) in [100u64, 90, 30, 10].iter().enumerate() {
+        let mut m = msg("aged/x", QoS::AtLeastOnce, &i.to_string());
+        m.ts_ms = t0 - age_s * 1000;
+        seqs_by_age.push(log.append(m, None).await.unwrap().position().seq);
+    }
+    let mut forever = msg("other", QoS::AtLeastOnce, "keep");
+    forever.ts_ms = t0 - 10_000_000;
+    let keep = log.append(forever, None).await.unwrap().position().seq;
+
+    let r = log.sweep(t0).await.unwrap();
+    assert_eq!(r.evicted, 2);
+    assert_eq!(
+        payloads(&log.read_channel("aged/x", 0, 10).unwrap()),
+        vec!["2", "3"]
+    );
+    assert_eq!(log.first_seq(), seqs_by_age[2]);
+
+    let r = log.sweep(t0 + 3_600_000).await.unwrap();
+    assert_eq!(r.evicted, 2);
+    assert!(log.read_channel("aged/x", 0, 10).unwrap().is_empty());
+    // Only the channel without an age limit is left.
+    assert_eq!(log.first_seq(), keep);
+    assert_eq!(seqs(&log.read(0, 10).unwrap()), vec![keep]);
+}
+
+#[tokio::test]
+async fn first_seq_is_released_plus_one_once_history_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _feed) = open(dir.path(), rules_with("#", policy(1000, Some(1))));
+    let mut m = msg("gone", QoS::AtLeastOnce, "x");
+    m.ts_ms = 1_000;
+    let p = log.append(m, None).await.unwrap().position();
+    assert_eq!(log.first_seq(), p.seq);
+    log.sweep(1_000_000).await.unwrap();
+    assert_eq!(log.first_seq(), log.released() + 1);
+    assert!(log.read(0, 10).unwrap().is_empty());
+}
