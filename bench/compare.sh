@@ -16,7 +16,8 @@
 #   BROKER_CPUS     CPUs the broker under test is pinned to (default: 0)
 #   CLIENT_CPUS     CPUs device-sim is pinned to (default: 1)
 #   BENCH_INFLIGHT  QoS 1 window: device-sim's publishers and mosquitto's
-#                   max_inflight_messages (default: 1000)
+#                   max_inflight_messages (default: 1024, the gateway's default
+#                   mqtt.max_inflight and mqtt.receive_maximum)
 #
 # Requires: cargo, Debian's mosquitto (apt-get install mosquitto), taskset (util-linux).
 set -euo pipefail
@@ -28,7 +29,7 @@ OUT="${BENCH_OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
 QUICK="${BENCH_QUICK:-0}"
 BROKER_CPUS="${BROKER_CPUS:-0}"
 CLIENT_CPUS="${CLIENT_CPUS:-1}"
-INFLIGHT="${BENCH_INFLIGHT:-1000}"
+INFLIGHT="${BENCH_INFLIGHT:-1024}"
 TARGETS=(gateway mosquitto)
 
 # ---------------------------------------------------------------------------------------------

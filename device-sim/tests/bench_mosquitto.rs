@@ -2,7 +2,7 @@
 //! (1→1, fan-in, fan-out), latency, reconnect-storm and idle runs through the built binary,
 //! checked through their JSON reports. Nothing may be lost.
 //!
-//! Needs Debian's `mosquitto`; the repository's test script installs it.
+//! Needs Debian's `mosquitto`; `./scripts/test.sh` installs it.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -35,8 +35,8 @@ fn find_mosquitto() -> PathBuf {
         }
     }
     panic!(
-        "the `mosquitto` broker is not installed: run the repository's test script \
-         (`bash .ci/run`), which installs Debian's mosquitto, or `apt-get install mosquitto`"
+        "the `mosquitto` broker is not installed: run the test script `./scripts/test.sh`, \
+         which installs Debian's mosquitto (or `apt-get install mosquitto`)"
     );
 }
 

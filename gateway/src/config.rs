@@ -100,8 +100,9 @@ pub struct MqttConfig {
     /// Messages kept for one offline persistent session; beyond this the oldest are skipped
     /// and counted.
     pub max_offline_messages: usize,
-    /// Packets queued for one live connection before it is treated as slow (reliable
-    /// subscriptions then catch up from the log; QoS 0 ones drop their oldest).
+    /// Messages queued for one live connection before it is treated as slow (reliable
+    /// subscriptions then catch up from the log; QoS 0 ones drop their oldest). Keep it well
+    /// above the log's batch size: a batch is released to subscribers at once.
     pub outbound_queue: usize,
     /// Largest number of `/`-separated levels in a topic name or filter.
     pub max_topic_levels: usize,
@@ -125,7 +126,7 @@ impl Default for MqttConfig {
             topic_alias_maximum: 64,
             max_session_expiry: 0,
             max_offline_messages: 100_000,
-            outbound_queue: 1024,
+            outbound_queue: 16_384,
             max_topic_levels: 128,
             max_topic_length: 65_535,
             max_client_id_length: 256,

@@ -110,7 +110,7 @@ pub fn compare(inputs: &[(String, PathBuf)]) -> Result<Comparison, BenchError> {
         for r in reports.iter().flatten() {
             for m in r.metrics.iter().filter(|m| m.headline) {
                 if !keys.iter().any(|(k, _, _)| *k == m.key) {
-                    keys.push((m.key.clone(), format!("{} ({})", m.label, m.unit), m.better));
+                    keys.push((m.key.clone(), format!("{}, {}", m.label, m.unit), m.better));
                 }
             }
         }

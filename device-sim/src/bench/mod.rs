@@ -48,8 +48,8 @@ use crate::cli::parse_duration;
 /// `device-sim bench <SCENARIO> [options]`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Every scenario takes --broker, --timeout, --json, --target and --title. \
-                  Run `device-sim bench <SCENARIO> --help` for its options."
+    after_help = "Every scenario takes --broker, --timeout, --json, --pid, --target, --title \
+                  and --prefix. Run `device-sim bench <SCENARIO> --help` for its options."
 )]
 pub struct BenchCommand {
     /// The scenario to run.
@@ -61,15 +61,38 @@ pub struct BenchCommand {
 #[derive(Debug, Subcommand)]
 pub enum Scenario {
     /// Publishers → subscribers message rate and loss (1→1, N→1 fan-in, 1→N fan-out).
+    ///
+    /// Every subscriber receives every message. Publishers share one topic, or with
+    /// --topic-per-publisher each has its own and subscribers use a `+` wildcard. Subscribers
+    /// subscribe first; then all publishers start together and send as fast as their
+    /// connection takes it (QoS 1: --inflight unacknowledged). The run ends when every
+    /// subscriber has everything, when deliveries stop for --settle, or at --timeout; what is
+    /// missing is reported as loss.
+    ///
+    /// Examples: fan-in `--publishers 100 --topic-per-publisher`; fan-out `--subscribers 100`.
     Throughput(throughput::ThroughputArgs),
     /// End-to-end latency percentiles of 1 publisher → 1 subscriber at a fixed rate.
+    ///
+    /// Each payload carries a sequence number and its send time; the subscriber records
+    /// receive time minus send time (same process, monotonic clock) after --warmup, and
+    /// counts lost, duplicated and reordered messages.
     Latency(latency::LatencyArgs),
     /// Memory the broker spends per idle connection, read from /proc/PID/status.
+    ///
+    /// Opens --connections idle MQTT connections (CONNECT, CONNACK, then nothing but
+    /// keep-alive pings), waits --settle, and divides the growth of the broker's VmRSS (--pid)
+    /// by the connections still open. Raises this process's open-file limit as needed.
     Idle(idle::IdleArgs),
-    /// Connections per second when many clients connect at once (optionally twice, resuming
-    /// persistent sessions).
+    /// Connections per second when many clients connect at once.
+    ///
+    /// --clients connect (CONNECT → CONNACK → DISCONNECT), --concurrency at a time. With
+    /// --persistent they ask for persistent sessions and subscribe, then a second wave
+    /// reconnects them all and counts the sessions the broker kept.
     ReconnectStorm(storm::StormArgs),
     /// Side-by-side table of two result directories written by `--json`.
+    ///
+    /// Example: `device-sim bench compare --input gateway=out/gateway --input
+    /// mosquitto=out/mosquitto`. Reports are matched by file name; ratios are first / second.
     Compare(compare::CompareArgs),
 }
 

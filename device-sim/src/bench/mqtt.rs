@@ -137,6 +137,7 @@ pub fn error_kind(error: &ConnectionError) -> &'static str {
         ConnectionError::MqttState(state) => match state {
             StateError::Io(_) => "socket_error",
             StateError::ConnectionAborted => "closed_by_broker",
+            StateError::Deserialization(rumqttc::mqttbytes::Error::Io(_)) => "socket_error",
             StateError::Deserialization(_) => "malformed_packet",
             StateError::AwaitPingResp => "no_pingresp",
             StateError::Unsolicited(_) => "unsolicited_ack",

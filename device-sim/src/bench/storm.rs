@@ -28,6 +28,10 @@ use crate::cli::parse_duration;
 /// Options of `bench reconnect-storm`.
 #[derive(Debug, Clone, Args)]
 pub struct StormArgs {
+    /// Options shared by all scenarios.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
     /// Clients in the storm.
     #[arg(long, default_value_t = 5000, value_name = "N")]
     pub clients: u32,
@@ -43,10 +47,6 @@ pub struct StormArgs {
     /// Bound on one client's exchange (TCP connect, CONNACK, SUBACK).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub connect_timeout: Duration,
-
-    /// Options shared by all scenarios.
-    #[command(flatten)]
-    pub common: CommonArgs,
 }
 
 /// What one wave does with each client.

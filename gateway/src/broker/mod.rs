@@ -162,6 +162,14 @@ impl Broker {
     /// caller passes the earlier of the will delay and the session expiry, as MQTT 5 asks.
     /// Delayed wills still pending at shutdown are not published.
     pub fn schedule_will(self: &Arc<Self>, client_id: &str, will: Message, delay: Duration) {
+        if delay.is_zero() {
+            // Published as the connection closes, even when a new connection is taking over.
+            let broker = self.clone();
+            let client = client_id.to_owned();
+            self.tracker
+                .spawn(async move { publish_will(&broker, &client, will).await });
+            return;
+        }
         let token = CancellationToken::new();
         if let Some(old) = self
             .wills
@@ -173,12 +181,10 @@ impl Broker {
         let broker = self.clone();
         let client = client_id.to_owned();
         self.tracker.spawn(async move {
-            if !delay.is_zero() {
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    _ = broker.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = broker.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
             }
             {
                 let mut wills = broker.wills.lock();

@@ -82,6 +82,9 @@ pub(super) struct Connection<W> {
     pub(super) will: Option<(Message, Duration)>,
     /// Deliveries dropped for a slow QoS 0 consumer, reported in the log once in a while.
     pub(super) dropped: u64,
+    /// A record of this session may be in the store (resumed at CONNECT, or saved since), so
+    /// a non-persistent end must delete it.
+    pub(super) stored: bool,
     /// The latest background session save, awaited before the next one.
     pub(super) last_save: Option<tokio::task::JoinHandle<()>>,
 }
@@ -129,6 +132,7 @@ pub(super) async fn run<R, W>(
         max_packet: accepted.max_packet,
         will: accepted.will.clone(),
         dropped: 0,
+        stored: session_present,
         last_save: None,
     };
     let _ = claim;
@@ -238,6 +242,7 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
             crate::core::message::now_ms(),
         );
         self.session.dirty = false;
+        self.stored = true;
         let log = self.broker.log.clone();
         let id = self.client_id.clone();
         let previous = self.last_save.take();
@@ -300,6 +305,11 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
                     &self.client_id,
                     Duration::from_secs(u64::from(self.session.expiry)),
                 );
+            }
+        } else if self.stored {
+            // Resumed with an expiry of 0 (or lowered to 0 at DISCONNECT): the session ends now.
+            if let Err(e) = self.broker.log.session_delete(&self.client_id).await {
+                tracing::warn!(client_id = %self.client_id, error = %e, "could not delete ended session");
             }
         }
         if close.sends_will() {

@@ -155,10 +155,14 @@ fn check_value(p: &mut Reader<'_>, id: u8) -> Result<(), CodecError> {
                 return Err(p.protocol("Maximum Packet Size 0"));
             }
         }
-        RECEIVE_MAXIMUM | TOPIC_ALIAS => {
-            if p.u16("property value")? == 0 {
-                return Err(p.protocol(&format!("property {id} must not be 0")));
+        RECEIVE_MAXIMUM => {
+            if p.u16("Receive Maximum")? == 0 {
+                return Err(p.protocol("Receive Maximum 0"));
             }
+        }
+        TOPIC_ALIAS => {
+            // Alias 0 is refused by the session with its own reason code (0x94).
+            p.u16("Topic Alias")?;
         }
         TOPIC_ALIAS_MAXIMUM => {
             p.u16("Topic Alias Maximum")?;

@@ -2,15 +2,25 @@
 //! rumqttc 0.25's reader bugs, with a panic guard around every call into it.
 //!
 //! Worked around here (all reachable by a client over the wire):
-//! - MQTT 5 `Packet::read` rejects a DISCONNECT with remaining length 0 (the common form):
+//! - MQTT 5 `Packet::read` rejects a DISCONNECT with remaining length 0 (the common `E0 00`):
 //!   DISCONNECT is read with `Disconnect::read` directly.
 //! - `Disconnect::read` on remaining length 1 (reason code, no property length, allowed by
-//!   MQTT 5 3.14.2.2.1) returns `InsufficientBytes` after the frame was consumed; a caller
-//!   treating that as "need more bytes" stalls. Built here instead.
+//!   MQTT 5 3.14.2.2.1) returns `InsufficientBytes` after the frame was consumed; so does any
+//!   MQTT 5 packet whose property length is missing. rumqttc's own `Codec` takes that for
+//!   "need more bytes": the frame is silently dropped and the stream desynchronised. Built here
+//!   instead, and any `InsufficientBytes` from inside a complete frame is malformed.
 //! - `Packet::read` does not read AUTH at all; `AuthProperties::read` counts an Authentication
 //!   Method or Reason String two bytes short, so it runs past the section and fails on any
 //!   valid AUTH carrying one. The property length is rewritten to what it counts.
-//! - Any `InsufficientBytes` from inside a complete frame is reported as malformed.
+//!
+//! Checked beforehand by `validate`/`props` because rumqttc accepts them: property sections
+//! overrunning their length into the payload, duplicate properties, properties a client must
+//! not send, trailing bytes (3.1.1 CONNECT, MQTT 5 acknowledgements), reserved subscription
+//! option bits, empty UNSUBSCRIBE, non-UTF-8 MQTT 5 topic names and will topics, the reserved
+//! CONNECT flag, a 3.1.1 password without user name, fixed-header flags, packet id 0.
+//!
+//! No input made a rumqttc reader panic under fuzzing (see `gateway/fuzz/README.md`); the
+//! guard is the last line of defence, and [`panics_caught`] counts what it catches.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -8,9 +8,11 @@
 //!   `properties: None` it declares a remaining length one byte short (a corrupt frame); with
 //!   empty properties it writes a plain `E0 00`, dropping the reason code. That form is
 //!   written here.
-//! - The CONNECT writers patch the flags byte at an offset counted from the start of the
-//!   buffer, not of the packet, so appending a CONNECT corrupts earlier packets: CONNECT is
-//!   written to a scratch buffer first.
+//! - The CONNECT writers (3.1.1 and 5) patch the flags byte at an offset counted from the
+//!   start of the buffer, not of the packet: appended to a non-empty buffer, a CONNECT
+//!   overwrites a byte of itself or of an earlier packet. CONNECT goes through a scratch
+//!   buffer.
+//! - `Publish::write` with QoS > 0 and packet id 0 fails after writing part of the packet.
 //! - AUTH property lengths are miscomputed: AUTH with properties is refused.
 //! - Strings and binary fields longer than 65,535 bytes get a truncated length prefix: refused.
 //!
