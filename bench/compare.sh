@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Gateway vs Mosquitto, side by side, measured by the same load generator in one run.
 #
-#   bash bench/compare.sh            # full run (about 5 minutes)
+#   bash bench/compare.sh                 # full run (about 6 minutes)
 #   BENCH_QUICK=1 bash bench/compare.sh   # every scenario at a tenth of the load (smoke test)
 #
 # Builds the release binaries, then for each scenario starts a fresh broker (gateway, then
@@ -15,6 +15,8 @@
 #   BENCH_QUICK=1   a tenth of the load, for checking the script itself
 #   BROKER_CPUS     CPUs the broker under test is pinned to (default: 0)
 #   CLIENT_CPUS     CPUs device-sim is pinned to (default: 1)
+#   BENCH_NICE      niceness of the broker and device-sim, e.g. -10 (needs root) on a machine
+#                   shared with other work (default: unchanged)
 #   BENCH_INFLIGHT  QoS 1 window: device-sim's publishers and mosquitto's
 #                   max_inflight_messages (default: 1024, the gateway's default
 #                   mqtt.max_inflight and mqtt.receive_maximum)
@@ -30,6 +32,7 @@ QUICK="${BENCH_QUICK:-0}"
 BROKER_CPUS="${BROKER_CPUS:-0}"
 CLIENT_CPUS="${CLIENT_CPUS:-1}"
 INFLIGHT="${BENCH_INFLIGHT:-1024}"
+NICE="${BENCH_NICE:-}"
 TARGETS=(gateway mosquitto)
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +228,10 @@ main() {
         CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
     else
         log "not pinning (needs taskset and 2 CPUs): broker and load generator share the CPUs"
+    fi
+    if [[ -n "$NICE" ]]; then
+        BROKER_PIN=(nice -n "$NICE" "${BROKER_PIN[@]}")
+        CLIENT_PIN=(nice -n "$NICE" "${CLIENT_PIN[@]}")
     fi
 
     # 10k idle connections need 10k descriptors in device-sim and in the broker.

@@ -53,21 +53,27 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Parses a duration written for a person: `10s`, `500ms`, `2m`, `1h 30m`; a bare number is
-/// seconds (`30` = 30 s, `0.5` = 500 ms).
+/// seconds (`30` = 30 s, `0.5` = 500 ms). At most 30 days.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        return if secs.is_finite() && secs >= 0.0 {
-            Ok(Duration::from_secs_f64(secs))
-        } else {
-            Err(format!(
-                "`{text}` is not a duration; write e.g. `10s` or `500ms`"
-            ))
-        };
+    let duration = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=MAX_DURATION.as_secs_f64()).contains(&secs) => {
+            Duration::from_secs_f64(secs)
+        }
+        Ok(_) => return Err(format!("`{text}` is not a duration between 0 and 30 days")),
+        Err(_) => humantime::parse_duration(text).map_err(|e| {
+            format!("`{text}` is not a duration ({e}); write e.g. `10s` or `500ms`")
+        })?,
+    };
+    if duration > MAX_DURATION {
+        return Err(format!("`{text}` is longer than 30 days"));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. `10s` or `500ms`"))
+    Ok(duration)
 }
+
+/// Longest duration any option takes: far beyond any benchmark, and far from the overflow of
+/// `Instant + Duration`.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -82,6 +88,9 @@ mod tests {
         assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1000000000s").is_err());
+        assert!(parse_duration("1e300").is_err());
+        assert_eq!(parse_duration("30days"), Ok(MAX_DURATION));
     }
 
     #[test]

@@ -15,11 +15,16 @@
 //! - `config/duration.rs`: `"30s"` / `"7d"` style durations.
 //! - `config/env.rs`: `GATEWAY__SECTION__KEY` overrides.
 //! - `config/validate.rs`: whole-config checks.
+//! - `config/bridge.rs`: `[[bridge]]` sections.
+//! - `config/browser.rs`: the `[browser]` section (WebSocket, SSE, long-poll, REST).
 
+pub mod bridge;
+pub mod browser;
 pub mod duration;
 pub mod env;
 mod validate;
 
+pub use browser::BrowserConfig;
 pub use validate::{MIN_PACKET_SIZE, parse_listen};
 
 #[cfg(test)]
@@ -47,6 +52,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
     pub admin: AdminConfig,
+    /// The browser transports (WebSocket, SSE, long-poll) and the REST API.
+    pub browser: BrowserConfig,
     /// The message log (the durable store every message goes through).
     pub log: LogConfig,
     /// The default history policy, for channels no `[[namespace]]` rule matches.
@@ -54,6 +61,8 @@ pub struct Config {
     /// Namespace rules, tried in order; the first whose filter matches a channel decides its
     /// history policy.
     pub namespace: Vec<NamespaceConfig>,
+    /// Bridges to remote MQTT brokers; none by default.
+    pub bridge: Vec<bridge::BridgeConfig>,
 }
 
 /// `[data]`: where state lives on disk.

@@ -3,8 +3,11 @@
 //! # Layout
 //! - [`core`]: topics, filters, the subscription index, namespace rules, messages. No I/O.
 //! - [`log`]: the [`log::MessageLog`] trait and the embedded durable store behind it.
+//! - [`stream`]: the browser subscription engine shared by WebSocket, SSE, long-poll and REST.
+//! - [`ws`], [`sse`], [`http`]: the browser transports and the REST API.
 #![warn(missing_docs)]
 
+pub mod bridges;
 pub mod broker;
 pub mod config;
 pub mod core;
@@ -12,3 +15,6 @@ pub mod http;
 pub mod log;
 pub mod mqtt;
 pub mod server;
+pub mod sse;
+pub mod stream;
+pub mod ws;

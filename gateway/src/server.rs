@@ -6,14 +6,17 @@
 //!
 //! [`Gateway::shutdown`] is the reverse:
 //! 1. `/readyz` turns 503, the MQTT and HTTP listeners stop accepting;
-//! 2. the broker disconnects every client (MQTT 5: DISCONNECT 0x8B) and saves sessions;
-//! 3. remaining `/mqtt` WebSocket tasks get a bounded time to finish;
-//! 4. the log is flushed and closed;
-//! 5. the admin listener stops last, so health checks see the whole shutdown.
+//! 2. bridges stop (each waits, bounded, for the remote to acknowledge what is in flight and
+//!    commits its cursor);
+//! 3. the broker disconnects every client (MQTT 5: DISCONNECT 0x8B) and saves sessions;
+//! 4. remaining `/mqtt` WebSocket tasks get a bounded time to finish;
+//! 5. the log is flushed and closed;
+//! 6. the admin listener stops last, so health checks see the whole shutdown.
 //!
 //! Tests start it with every listener on `127.0.0.1:0` and read the ports back with
 //! [`Gateway::mqtt_addr`] and friends.
 
+use crate::bridges::Bridges;
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, HttpState, Stats, admin};
@@ -88,6 +91,8 @@ pub struct Gateway {
     broker: Arc<Broker>,
     log: Arc<EmbeddedLog>,
     stats: Arc<Stats>,
+    /// Bridges to remote brokers; stopped before the broker and the log.
+    bridges: Arc<Bridges>,
 }
 
 impl Gateway {
@@ -117,6 +122,14 @@ impl Gateway {
             })?;
         let dyn_log: Arc<dyn MessageLog> = log.clone();
         let broker = Broker::start(dyn_log.clone(), feed, config.mqtt.clone());
+        // Before the listeners accept anything, so a new bridge's cursor starts before the
+        // first message it should forward.
+        let bridges = Arc::new(Bridges::start(
+            &config.bridge,
+            dyn_log.clone(),
+            &broker,
+            config.topic_limits(),
+        ));
 
         let stats = Arc::new(Stats::new());
         let accept_stop = CancellationToken::new();
@@ -131,14 +144,19 @@ impl Gateway {
         ));
         tracing::info!("mqtt listening on {mqtt_addr}");
 
+        let hub = crate::stream::StreamHub::start(broker.clone(), &config);
         let http_app = http::router(HttpState {
             broker: broker.clone(),
             stats: stats.clone(),
             tasks: tasks.clone(),
             max_packet_size: config.mqtt.max_packet_size,
-        });
+            hub,
+        })
+        .merge(http::bridges::router(bridges.clone()));
         tasks.spawn(serve_logged("http", http_l, http_app, accept_stop.clone()));
-        tracing::info!("http listening on {http_addr} (MQTT over WebSocket at /mqtt)");
+        tracing::info!(
+            "http listening on {http_addr} (/ws, /sse, /poll, /api/v1, /client.js; MQTT over WebSocket at /mqtt)"
+        );
 
         let admin_app = admin::router(admin::AdminState {
             stats: stats.clone(),
@@ -166,6 +184,7 @@ impl Gateway {
             broker,
             log,
             stats,
+            bridges,
         })
     }
 
@@ -189,6 +208,11 @@ impl Gateway {
         &self.broker
     }
 
+    /// The bridges to remote brokers.
+    pub fn bridges(&self) -> &Arc<Bridges> {
+        &self.bridges
+    }
+
     /// The message log.
     pub fn log(&self) -> Arc<dyn MessageLog> {
         self.log.clone()
@@ -199,6 +223,7 @@ impl Gateway {
         tracing::info!("shutting down");
         self.stats.set_ready(false);
         self.accept_stop.cancel();
+        self.bridges.stop().await;
         self.broker.shutdown().await;
         self.tasks.close();
         if tokio::time::timeout(WS_DRAIN_TIMEOUT, self.tasks.wait())

@@ -11,8 +11,12 @@
 //! # }
 //! ```
 
+pub mod http;
 pub mod mqtt;
+pub mod proxy;
 pub mod raw;
+pub mod sse;
+pub mod ws;
 
 use gateway::config::Config;
 use gateway::server::Gateway;

@@ -131,6 +131,7 @@ pub async fn run(args: &IdleArgs) -> Result<Report, BenchError> {
     let alive = held.iter().filter(|c| c.drain()).count() as u64;
     let rss_after = pid.map(vm_rss).transpose()?;
     let own_after = own_rss();
+    let cpu = cpu.stop();
 
     let default_title = format!("idle memory, {} connections", args.connections);
     let mut report = Report::new(
@@ -205,26 +206,12 @@ pub async fn run(args: &IdleArgs) -> Result<Report, BenchError> {
         "conn/s",
         Better::Higher,
     );
-    if let Some(own) = own_after {
-        report.metric(
-            "client_rss",
-            "device-sim RSS",
-            own as f64,
-            "B",
-            Better::None,
-        );
-        if let Some(before) = own_before {
-            let per = own.saturating_sub(before) as f64 / opened.max(1) as f64;
-            report.metric(
-                "client_bytes_per_connection",
-                "device-sim memory per connection",
-                per,
-                "B",
-                Better::None,
-            );
-        }
+    if let (Some(before), Some(after)) = (own_before, own_after) {
+        let per = after.saturating_sub(before) as f64 / opened.max(1) as f64;
+        let label = "device-sim memory per connection";
+        report.metric("client_bytes_per_connection", label, per, "B", Better::None);
     }
-    cpu.stop().add_to(&mut report);
+    cpu.add_to(&mut report);
     report.merge_errors(&errors);
     if alive < u64::from(args.connections) {
         report.complete = false;

@@ -56,6 +56,9 @@ pub struct LatencyArgs {
     pub settle: Duration,
 }
 
+/// Most messages one run may send (the subscriber keeps one bit per message).
+const MAX_MESSAGES: u64 = 100_000_000;
+
 /// Bytes of the probe at the start of each payload.
 pub const PROBE_LEN: usize = 16;
 
@@ -106,6 +109,11 @@ pub async fn run(args: &LatencyArgs) -> Result<Report, BenchError> {
     let rate = u64::from(args.rate);
     let total = (args.duration.as_secs_f64() * rate as f64).round() as u64;
     let warmup_count = (args.warmup.as_secs_f64() * rate as f64).round() as u64;
+    if total > MAX_MESSAGES {
+        return Err(BenchError::InvalidArgs(format!(
+            "--rate × --duration is {total} messages; the limit is {MAX_MESSAGES}"
+        )));
+    }
     let base = Instant::now();
 
     let opts = mqtt::options(broker, format!("{prefix}-lat-sub"), max_packet, 100);

@@ -65,8 +65,30 @@ struct WaveResult {
     ok: u64,
     session_present: u64,
     elapsed: Duration,
-    connect_time: Histogram<u64>,
+    /// CONNACK times in nanoseconds, one per successful client (a histogram per worker would
+    /// cost hundreds of kilobytes each).
+    connect_ns: Vec<u64>,
     errors: Tally,
+}
+
+impl WaveResult {
+    fn empty() -> Self {
+        Self {
+            ok: 0,
+            session_present: 0,
+            elapsed: Duration::ZERO,
+            connect_ns: Vec::new(),
+            errors: Tally::new(),
+        }
+    }
+
+    fn connect_time(&self) -> Histogram<u64> {
+        let mut hist = new_histogram();
+        for ns in &self.connect_ns {
+            record_ns(&mut hist, *ns);
+        }
+        hist
+    }
 }
 
 /// Runs the scenario.
@@ -125,7 +147,7 @@ pub async fn run(args: &StormArgs) -> Result<Report, BenchError> {
 }
 
 fn add_wave(report: &mut Report, key: &str, label: &str, w: &WaveResult) {
-    let s = LatencySummary::from_ns(&w.connect_time);
+    let s = LatencySummary::from_ns(&w.connect_time());
     let rate = per_second(w.ok, w.elapsed);
     report.headline(
         &format!("{key}connections_per_sec"),
@@ -194,13 +216,7 @@ async fn wave(
             args.connect_timeout,
         );
         workers.push(tokio::spawn(async move {
-            let mut r = WaveResult {
-                ok: 0,
-                session_present: 0,
-                elapsed: Duration::ZERO,
-                connect_time: new_histogram(),
-                errors: Tally::new(),
-            };
+            let mut r = WaveResult::empty();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total || Instant::now() >= deadline {
@@ -212,7 +228,7 @@ async fn wave(
                     Ok(Ok((connack_ns, present))) => {
                         r.ok += 1;
                         r.session_present += u64::from(present);
-                        record_ns(&mut r.connect_time, connack_ns);
+                        r.connect_ns.push(connack_ns);
                     }
                     Ok(Err(e)) => bump(&mut r.errors, e.kind()),
                     Err(_) => bump(&mut r.errors, "timeout"),
@@ -221,19 +237,13 @@ async fn wave(
             r
         }));
     }
-    let mut total = WaveResult {
-        ok: 0,
-        session_present: 0,
-        elapsed: Duration::ZERO,
-        connect_time: new_histogram(),
-        errors: Tally::new(),
-    };
+    let mut total = WaveResult::empty();
     for w in workers {
         match w.await {
             Ok(r) => {
                 total.ok += r.ok;
                 total.session_present += r.session_present;
-                let _ = total.connect_time.add(&r.connect_time);
+                total.connect_ns.extend(r.connect_ns);
                 merge(&mut total.errors, &r.errors);
             }
             Err(_) => bump(&mut total.errors, "worker_task_failed"),

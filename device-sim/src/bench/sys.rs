@@ -62,6 +62,7 @@ impl CpuMeter {
             broker_pct: self
                 .broker
                 .and_then(|(pid, before)| Some(pct(before, cpu_ticks(pid)?))),
+            client_rss: own_rss(),
         }
     }
 }
@@ -73,26 +74,27 @@ pub struct CpuUsage {
     pub client_pct: Option<f64>,
     /// The broker (`--pid`).
     pub broker_pct: Option<f64>,
+    /// Resident memory of this process at the end of the window, in bytes.
+    pub client_rss: Option<u64>,
 }
 
 impl CpuUsage {
-    /// Adds `client_cpu_pct` and `broker_cpu_pct` to a report.
+    /// Adds `client_cpu_pct`, `broker_cpu_pct` and `client_rss` to a report.
     pub fn add_to(&self, report: &mut Report) {
         if let Some(pct) = self.client_pct {
-            report.metric(
-                "client_cpu_pct",
-                "device-sim CPU (100 = one core)",
-                pct,
-                "%",
-                Better::None,
-            );
+            let label = "device-sim CPU (100 = one core)";
+            report.metric("client_cpu_pct", label, pct, "%", Better::None);
         }
         if let Some(pct) = self.broker_pct {
+            let label = "broker CPU (100 = one core)";
+            report.metric("broker_cpu_pct", label, pct, "%", Better::None);
+        }
+        if let Some(rss) = self.client_rss {
             report.metric(
-                "broker_cpu_pct",
-                "broker CPU (100 = one core)",
-                pct,
-                "%",
+                "client_rss",
+                "device-sim RSS",
+                rss as f64,
+                "B",
                 Better::None,
             );
         }

@@ -68,14 +68,22 @@ pub struct ThroughputArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
     pub inflight: u16,
 
-    /// Requests a publisher may queue ahead of its connection (rumqttc channel capacity).
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    pub queue: usize,
+    /// Requests each publisher may queue ahead of its connection (rumqttc channel capacity).
+    /// Default: 10,000 shared by all publishers, at least 100 each.
+    #[arg(long, value_name = "N")]
+    pub queue: Option<usize>,
 
     /// Once publishing is over, stop waiting after this long without a new delivery.
     #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
     pub settle: Duration,
 }
+
+/// Publish requests queued across all publishers by default: deep enough that a publisher
+/// never waits for its own task, small enough that 100 publishers stay a few megabytes.
+const DEFAULT_QUEUE_TOTAL: usize = 10_000;
+
+/// Smallest default queue per publisher.
+const MIN_QUEUE: usize = 100;
 
 /// Largest payload the scenario accepts.
 const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
@@ -147,6 +155,10 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, BenchError> {
     // Publishers: all connected, then released together.
     let (start_tx, start_rx) = watch::channel(None::<Instant>);
     let payload: Arc<[u8]> = vec![b'x'; args.payload].into();
+    let queue = args
+        .queue
+        .unwrap_or(DEFAULT_QUEUE_TOTAL / args.publishers as usize)
+        .max(MIN_QUEUE);
     let (mut pub_tasks, mut ready) = (Vec::new(), Vec::new());
     for i in 0..args.publishers {
         let spec = PublisherSpec {
@@ -158,7 +170,7 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, BenchError> {
             messages: args.messages,
             duration: args.duration,
             inflight: args.inflight,
-            queue: args.queue,
+            queue,
             max_packet,
             deadline,
         };
@@ -184,8 +196,13 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, BenchError> {
         .filter_map(|o| o.done_at)
         .max()
         .unwrap_or(t0);
-    let timed_out = !wait_for_deliveries(&counters, sent, publish_end, args.settle, deadline).await;
-    let cpu = cpu.stop();
+    let window = Window {
+        publish_end,
+        settle: args.settle,
+        deadline,
+    };
+    let (complete, cpu) = wait_for_deliveries(&counters, sent, window, &cpu).await;
+    let timed_out = !complete;
     let _ = stop_tx.send(true);
     for task in sub_tasks {
         match task.await {
@@ -212,32 +229,48 @@ pub async fn run(args: &ThroughputArgs) -> Result<Report, BenchError> {
     Ok(build_report(args, measured))
 }
 
+/// When waiting for deliveries ends.
+struct Window {
+    /// Publishing ended here; the settle time counts from here at the earliest.
+    publish_end: Instant,
+    /// Stop after this long without a new delivery.
+    settle: Duration,
+    /// Hard end of the run.
+    deadline: Instant,
+}
+
 /// Waits until every subscriber has `expected` deliveries, or none arrived for `settle` after
-/// publishing ended. Returns false when `deadline` came first.
+/// publishing ended. Returns false when the deadline came first, and the CPU use up to the last
+/// delivery (sampled at most every 20 ms), so the settle wait does not dilute it.
 async fn wait_for_deliveries(
     counters: &[Arc<Deliveries>],
     expected: u64,
-    publish_end: Instant,
-    settle: Duration,
-    deadline: Instant,
-) -> bool {
+    window: Window,
+    cpu: &CpuMeter,
+) -> (bool, CpuUsage) {
     let mut last_total = 0;
-    let mut last_progress = publish_end;
+    let mut last_progress = window.publish_end;
+    let mut usage = cpu.stop();
+    let mut sampled = Instant::now();
     loop {
         if counters.iter().all(|c| c.count() >= expected) {
-            return true;
+            return (true, cpu.stop());
         }
         let total: u64 = counters.iter().map(|c| c.count()).sum();
         let now = Instant::now();
         if total != last_total {
             last_total = total;
-            last_progress = now.max(publish_end);
+            last_progress = now.max(window.publish_end);
+            if now.duration_since(sampled) >= Duration::from_millis(20) {
+                usage = cpu.stop();
+                sampled = now;
+            }
         }
-        if now >= deadline {
-            return false;
+        if now >= window.deadline {
+            return (false, usage);
         }
-        if now.duration_since(last_progress) >= settle {
-            return true;
+        if now.duration_since(last_progress) >= window.settle {
+            return (true, usage);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -335,7 +368,7 @@ fn build_report(args: &ThroughputArgs, m: Measured) -> Report {
             .push("--timeout reached while waiting for deliveries".into());
     }
     let all_publishers = m.outcomes.len() == args.publishers as usize;
-    if !all_publishers || m.outcomes.iter().any(|o| !o.errors.is_empty()) {
+    if !all_publishers || !r.errors.is_empty() {
         r.complete = false;
     }
     r
@@ -400,5 +433,69 @@ mod tests {
         assert!(parse(&["--qos", "2"]).is_err());
         assert!(parse(&["--inflight", "0"]).is_err());
         assert!(parse(&["--messages", "10", "--duration", "1s", "--bogus"]).is_err());
+    }
+
+    fn measured(received: Vec<u64>, errors: Tally) -> Measured {
+        let outcome = |sent, acked| PubOutcome {
+            sent,
+            acked,
+            done_at: None,
+            errors: Tally::new(),
+        };
+        Measured {
+            outcomes: vec![outcome(60, 60), outcome(40, 39)],
+            received,
+            publish_elapsed: Duration::from_millis(500),
+            deliver_elapsed: Duration::from_secs(2),
+            cpu: CpuUsage {
+                client_pct: None,
+                broker_pct: None,
+                client_rss: None,
+            },
+            timed_out: false,
+            errors,
+        }
+    }
+
+    fn metric(r: &Report, key: &str) -> f64 {
+        r.get(key).map_or(f64::NAN, |m| m.value)
+    }
+
+    #[test]
+    fn report_counts_rates_and_loss_per_subscriber() -> Result<(), String> {
+        let args = parse(&["--publishers", "2", "--subscribers", "2", "--qos", "1"])?;
+        // 100 sent; one subscriber got 90, the other 103 (3 duplicates).
+        let r = build_report(&args, measured(vec![90, 103], Tally::new()));
+        assert_eq!(metric(&r, "published_per_sec"), 198.0); // 99 acked in 0.5 s
+        assert_eq!(metric(&r, "delivered_per_sec"), 96.5); // 193 deliveries in 2 s
+        assert_eq!(metric(&r, "loss"), 10.0);
+        assert_eq!(metric(&r, "duplicates"), 3.0);
+        assert_eq!(metric(&r, "unacked"), 1.0);
+        assert_eq!(metric(&r, "expected_deliveries"), 200.0);
+        assert!(r.complete);
+        assert_eq!(r.title, "2→2 QoS 1 100 B");
+        let headlines: Vec<&str> = r
+            .metrics
+            .iter()
+            .filter(|m| m.headline)
+            .map(|m| m.key.as_str())
+            .collect();
+        assert_eq!(
+            headlines,
+            ["published_per_sec", "delivered_per_sec", "loss"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn errors_make_a_report_incomplete() -> Result<(), String> {
+        let args = parse(&[])?;
+        let errors = Tally::from([("closed_by_broker".to_string(), 1)]);
+        let r = build_report(&args, measured(vec![100], errors));
+        assert!(!r.complete);
+        assert_eq!(r.errors.get("closed_by_broker"), Some(&1));
+        // QoS 0: published counts writes, not acks.
+        assert_eq!(metric(&r, "published_per_sec"), 200.0);
+        Ok(())
     }
 }

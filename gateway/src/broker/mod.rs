@@ -6,9 +6,11 @@
 //!   expiry timers) and shutdown.
 //! - `outbox.rs`: the bounded per-connection queue the fan-out fills.
 //! - `fanout.rs`: the task that matches each released message against the index.
+//! - `presence.rs`: who is online (MQTT devices, browsers that declare a client id).
 
 mod fanout;
 pub mod outbox;
+pub mod presence;
 
 use crate::config::MqttConfig;
 use crate::core::SubscriptionIndex;
@@ -62,6 +64,8 @@ pub struct Broker {
     pub shutdown: CancellationToken,
     /// Counts connections and timers so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Who is online, for presence watchers and the REST listing.
+    pub presence: presence::Presence,
 }
 
 /// How a takeover went, for CONNACK's session-present and the old connection's will.
@@ -84,6 +88,7 @@ impl Broker {
             next_conn: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            presence: presence::Presence::new(),
         });
         tokio::spawn(fanout::run(broker.clone(), feed));
         broker
@@ -137,6 +142,7 @@ impl Broker {
         if let Some(t) = self.expiries.lock().remove(client_id) {
             t.cancel();
         }
+        self.presence.mqtt_connected(client_id);
         (Claim { took_over }, kick, done)
     }
 
@@ -145,12 +151,33 @@ impl Broker {
         let mut clients = self.clients.lock();
         if clients.get(client_id).is_some_and(|s| s.conn == conn) {
             clients.remove(client_id);
+            self.presence.mqtt_released(client_id);
         }
     }
 
     /// Adds or replaces a subscription in the live index.
     pub fn subscribe(&self, filter: &str, conn: ConnId, sub: Subscriber) {
         self.index.lock().insert(filter, conn, sub);
+    }
+
+    /// Number of connections (MQTT and browser) with a subscription matching `topic`, each
+    /// counted once; a shared subscription group counts as one. (Counting offers the topic
+    /// to each matching group once, which moves its round-robin on by one member, as a
+    /// delivery would.)
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        let conns = std::cell::RefCell::new(Vec::<ConnId>::new());
+        self.index.lock().route(
+            topic,
+            |conn, _| conns.borrow_mut().push(*conn),
+            |conn, _| {
+                conns.borrow_mut().push(*conn);
+                true
+            },
+        );
+        let mut conns = conns.into_inner();
+        conns.sort_unstable();
+        conns.dedup();
+        conns.len()
     }
 
     /// Removes a subscription from the live index; true if it existed.
@@ -162,6 +189,8 @@ impl Broker {
     /// caller passes the earlier of the will delay and the session expiry, as MQTT 5 asks.
     /// Delayed wills still pending at shutdown are not published.
     pub fn schedule_will(self: &Arc<Self>, client_id: &str, will: Message, delay: Duration) {
+        self.presence
+            .mqtt_will_scheduled(client_id, !delay.is_zero());
         if delay.is_zero() {
             // Published as the connection closes, even when a new connection is taking over.
             let broker = self.clone();
@@ -193,6 +222,7 @@ impl Broker {
                 }
                 wills.remove(&client);
             }
+            broker.presence.mqtt_will_published(&client);
             publish_will(&broker, &client, will).await;
         });
     }

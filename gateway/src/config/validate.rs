@@ -62,6 +62,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_listeners()?;
         self.validate_mqtt()?;
+        self.browser.validate()?;
         if self.data.dir.as_os_str().is_empty() {
             return Err(invalid(
                 "data.dir",

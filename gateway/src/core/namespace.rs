@@ -10,8 +10,14 @@ use std::time::Duration;
 /// How much history the log keeps for the channels of a namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryPolicy {
-    /// Messages kept per channel; older ones are removed. 0 keeps no QoS 0 history and trims
-    /// reliable messages as soon as retention runs.
+    /// Messages kept per channel; the oldest are removed first. Trimming works in steps so
+    /// that each one removes many messages at once: a write that takes a channel past
+    /// `max_messages + slack`, where `slack = max(1, max_messages / 16)`, trims it back to
+    /// `max_messages`. So after every write a channel holds at most `max_messages + slack`
+    /// messages (or, when one group commit alone added more than that, just that commit's
+    /// messages, trimmed by the next write), and the periodic retention sweep trims every
+    /// channel back to exactly `max_messages`. 0 keeps no QoS 0 history; reliable messages,
+    /// which are always written, are trimmed the same way (with a slack of 1).
     pub max_messages: u64,
     /// Messages older than this are removed; `None` keeps them until `max_messages` evicts.
     pub max_age: Option<Duration>,

@@ -1,7 +1,8 @@
 //! The HTTP side of the gateway: the public HTTP listener and the admin listener.
 //!
-//! The public listener serves MQTT over WebSocket at `/mqtt` and, as the browser transports
-//! arrive, WebSocket, SSE, long-poll and REST. The admin listener serves `/healthz`,
+//! The public listener serves MQTT over WebSocket at `/mqtt` and the browser side: the
+//! JSON WebSocket protocol at `/ws` ([`crate::ws`]), SSE at `/sse` ([`crate::sse`]),
+//! long-poll at `/poll`, REST under `/api/v1`, and the JS client at `/client.js`. The admin listener serves `/healthz`,
 //! `/readyz` and `/metrics`. Both are plain axum routers; [`serve`] runs one on a bound
 //! listener until a shutdown token fires.
 //!
@@ -9,9 +10,17 @@
 //! - `mod.rs`: the public router, shared state and [`serve`].
 //! - `mqtt_ws.rs`: MQTT over WebSocket (`/mqtt`, subprotocol `mqtt`).
 //! - `admin.rs`: health, readiness and Prometheus metrics.
+//! - `bridges.rs`: `GET /api/v1/bridges`, the bridges' status.
+//! - `poll.rs`: long-poll.
+//! - `api/`: the REST API.
+//! - `assets.rs`: the JS client and its type declarations.
 
 pub mod admin;
+pub mod api;
+mod assets;
+pub mod bridges;
 pub mod mqtt_ws;
+pub mod poll;
 
 use crate::broker::Broker;
 use axum::Router;
@@ -79,14 +88,33 @@ pub struct HttpState {
     /// Largest MQTT packet accepted (`mqtt.max_packet_size`); bounds WebSocket messages on
     /// `/mqtt`.
     pub max_packet_size: u32,
+    /// The browser subscription engine behind `/ws`, `/sse`, `/poll` and `/api/v1`.
+    pub hub: Arc<crate::stream::StreamHub>,
 }
 
-/// The public HTTP router: `/` and `/mqtt`.
+/// The public HTTP router: `/`, `/mqtt`, `/ws`, `/sse`, `/poll`, `/api/v1/…`,
+/// `/client.js`.
 pub fn router(state: HttpState) -> Router {
+    let hub = state.hub.clone();
+    let ws = Router::new()
+        .route("/ws", get(crate::ws::upgrade))
+        .with_state(crate::ws::WsState {
+            hub: hub.clone(),
+            tasks: state.tasks.clone(),
+        });
+    let browser = Router::new()
+        .route("/sse", get(crate::sse::handler))
+        .route("/poll", get(poll::handler))
+        .with_state(hub.clone())
+        .nest("/api/v1", api::router(hub));
     Router::new()
         .route("/", get(index))
         .route("/mqtt", get(mqtt_ws::upgrade))
+        .route("/client.js", get(assets::client_js))
+        .route("/client.d.ts", get(assets::client_dts))
         .with_state(state)
+        .merge(ws)
+        .merge(browser)
 }
 
 /// What `GET /` says.
@@ -94,6 +122,8 @@ const INDEX: &str = "\
 IoT gateway: MQTT devices and browser dashboards on one sequenced, durable log.
 
 MQTT over WebSocket: /mqtt (subprotocol \"mqtt\")
+Browser protocol: /ws (WebSocket, JSON), /sse (Server-Sent Events), /poll (long-poll)
+REST: /api/v1 (OpenAPI at /api/v1/openapi.json); JS client: /client.js
 MQTT over TCP, health (/healthz, /readyz) and metrics (/metrics) are on their own listeners.
 ";
 

@@ -7,7 +7,7 @@
 //! batch read through them, so a batch behaves exactly like its requests run one by one.
 
 use super::keys;
-use super::retention::evict_head;
+use super::retention::{Evicted, count_slack, evict_head};
 use super::state::{RESERVE_STEP, WriterState};
 use super::store::{self, DedupeRecord, META_RESERVED, storage_err};
 use super::writer::{Reply, Request};
@@ -41,8 +41,8 @@ struct Batch<'a> {
     dedupe_t: HashMap<Vec<u8>, bool>,
     retained: HashMap<String, Option<Vec<u8>>>,
     sessions: HashMap<String, Option<Vec<u8>>>,
-    added: HashMap<String, u64>,
-    min_added: Option<u64>,
+    /// Per channel: entries this batch writes to history, and the first one's seq.
+    added: HashMap<String, (u64, u64)>,
 }
 
 /// Runs one group commit over `reqs` (none of which is a sweep or close).
@@ -59,7 +59,6 @@ pub fn commit(state: &mut WriterState, reqs: Vec<Request>) -> Outcome {
         retained: HashMap::new(),
         sessions: HashMap::new(),
         added: HashMap::new(),
-        min_added: None,
     };
     for r in reqs {
         b.apply(r);
@@ -156,8 +155,7 @@ impl Batch<'_> {
                 .insert(&self.state.store.msgs, keys::seq_key(seq), value);
             self.wb
                 .insert(&self.state.store.chan, keys::chan_key(topic, seq), ts);
-            *self.added.entry(topic.clone()).or_insert(0) += 1;
-            self.min_added.get_or_insert(seq);
+            self.added.entry(topic.clone()).or_insert((0, seq)).0 += 1;
         }
         if let Some(change) = retained {
             self.retained.insert(topic.clone(), change);
@@ -166,6 +164,8 @@ impl Batch<'_> {
             let created_ms = now_ms();
             self.dedupe_t
                 .insert(keys::dedupe_time_key(created_ms, &k), true);
+            // The clock went back below what the TTL sweep already passed: let it look again.
+            self.state.dedupe_floor_ms = self.state.dedupe_floor_ms.min(created_ms);
             self.dedupe
                 .insert(k, Some(DedupeRecord { seq, created_ms }));
             self.durable = true;
@@ -184,32 +184,45 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Count retention for the channels this batch added to. The batch's own messages are
-    /// never evicted here (the next write or sweep trims a batch that alone overshoots).
-    fn evict_by_count(&mut self) -> HashMap<String, u64> {
-        let mut removed = HashMap::new();
-        for (ch, new) in &self.added {
-            let on_disk = self.state.counts.get(ch).copied().unwrap_or(0);
+    /// Count retention for the channels this batch added to: a channel that would go past
+    /// its limit plus [`count_slack`] is trimmed back to its limit. The batch's own messages
+    /// are never evicted here (the next write or sweep trims a batch that alone overshoots).
+    fn evict_by_count(&mut self) -> HashMap<String, Evicted> {
+        let mut trimmed = HashMap::new();
+        for (ch, (new, _)) in &self.added {
+            let Some(on_disk) = self.state.history.get(ch) else {
+                continue;
+            };
             let max = self.state.rules.policy_for(ch).max_messages;
-            let over = (on_disk + new).saturating_sub(max).min(on_disk);
-            if over == 0 {
+            let total = on_disk.count + new;
+            if total <= max.saturating_add(count_slack(max)) {
                 continue;
             }
+            let over = (total - max).min(on_disk.count);
             let limit = usize::try_from(over).unwrap_or(usize::MAX);
-            match evict_head(&self.state.store, &mut self.wb, ch, over, |_| false, limit) {
-                Ok(n) if n > 0 => {
-                    removed.insert(ch.clone(), n);
+            let store = &self.state.store;
+            match evict_head(
+                store,
+                &mut self.wb,
+                ch,
+                on_disk.head,
+                over,
+                |_| false,
+                limit,
+            ) {
+                Ok(ev) if ev.removed > 0 => {
+                    trimmed.insert(ch.clone(), ev);
                 }
                 Ok(_) => {}
                 // Retention is best effort: a failed scan must not fail the appends.
                 Err(e) => tracing::warn!(%e, channel = %ch, "log: count retention skipped"),
             }
         }
-        removed
+        trimmed
     }
 
     fn finish(mut self) -> Outcome {
-        let removed = self.evict_by_count();
+        let trimmed = self.evict_by_count();
         let store = self.state.store.clone();
         for (k, v) in self.dedupe.drain() {
             match v {
@@ -266,9 +279,13 @@ impl Batch<'_> {
             return fail(self.replies, e);
         }
         self.state.reserved = reserved;
-        self.state.apply_counts(&self.added, &removed);
-        self.state
-            .refresh_lowest(self.min_added, !removed.is_empty());
+        // Trims first: they concern entries already on disk, which lie below this batch's.
+        for (ch, ev) in &trimmed {
+            self.state.history.trim(ch, ev.removed, ev.next_head);
+        }
+        for (ch, (n, first)) in &self.added {
+            self.state.history.add(ch, *n, *first);
+        }
         Outcome {
             released_to: self.released.last().map(|m| m.pos.seq),
             released: self.released,

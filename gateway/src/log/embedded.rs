@@ -80,13 +80,13 @@ impl EmbeddedLog {
         shared.released.store(state.last_seq(), Ordering::Release);
         shared
             .first
-            .store(state.lowest.unwrap_or(0), Ordering::Release);
+            .store(state.history.lowest().unwrap_or(0), Ordering::Release);
         let epoch = state.epoch;
         tracing::info!(
             dir = %dir.display(),
             epoch,
             next_seq = state.next_seq,
-            channels = state.counts.len(),
+            channels = state.history.len(),
             "log opened"
         );
         let max_batch = opts.max_batch.max(1);
@@ -137,6 +137,13 @@ impl EmbeddedLog {
         self.shared.fsyncs.load(Ordering::Relaxed)
     }
 
+    /// Raises a read's start to the lowest sequence number in history: below it lie only
+    /// deleted entries, which the store would walk one by one until compaction drops them.
+    fn skip_deleted(&self, from_seq: u64) -> u64 {
+        // Only moves up after the entries below it are deleted, so it never skips a live one.
+        from_seq.max(self.shared.first.load(Ordering::Acquire))
+    }
+
     fn enqueue(&self, req: Request) -> Result<(), LogError> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(LogError::Closed);
@@ -185,8 +192,12 @@ impl MessageLog for EmbeddedLog {
     }
 
     fn read(&self, from_seq: u64, max: usize) -> Result<Vec<Arc<StoredMessage>>, LogError> {
-        self.store
-            .read_range(self.epoch, from_seq, self.released(), max)
+        self.store.read_range(
+            self.epoch,
+            self.skip_deleted(from_seq),
+            self.released(),
+            max,
+        )
     }
 
     fn read_channel(
@@ -195,8 +206,9 @@ impl MessageLog for EmbeddedLog {
         from_seq: u64,
         max: usize,
     ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
+        let from = self.skip_deleted(from_seq);
         self.store
-            .read_channel_range(self.epoch, channel, from_seq, self.released(), max)
+            .read_channel_range(self.epoch, channel, from, self.released(), max)
     }
 
     fn retained(&self, filter: &str) -> Result<Vec<Arc<StoredMessage>>, LogError> {

@@ -11,6 +11,7 @@
 //! - `store.rs`: the on-disk layout (fjall keyspaces) and every read.
 //! - `keys.rs`: key encodings whose byte order is the log's order.
 //! - `state.rs`: the writer's in-memory state, rebuilt at open (format check, epoch, counts).
+//! - `history.rs`: per-channel counts and oldest entries, and the global lowest, in memory.
 //! - `writer.rs`: the writer task: drain, commit, release, answer.
 //! - `batch.rs`: one group commit.
 //! - `retention.rs`: history trimming by count and age, de-duplication TTL, retained expiry.
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 mod batch;
 pub mod embedded;
+mod history;
 mod keys;
 mod retention;
 mod state;

@@ -1,13 +1,13 @@
 //! The writer's in-memory state, and how it is rebuilt from the store when the log opens:
-//! format check, epoch, where sequence numbers continue, per-channel history counts.
+//! format check, epoch, where sequence numbers continue, the per-channel history index.
 
 use super::LogError;
+use super::history::HistoryIndex;
 use super::keys;
 use super::store::{
     self, FORMAT_VERSION, META_EPOCH, META_FORMAT, META_RESERVED, Store, storage_err,
 };
 use crate::core::namespace::NamespaceRules;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// How far the durable "reserved up to" mark is raised at a time. Each raise costs one fsync;
@@ -27,12 +27,15 @@ pub struct WriterState {
     pub next_seq: u64,
     /// Highest sequence number covered by the durable reserved mark.
     pub reserved: u64,
-    /// Messages in history per channel (rebuilt at open), for count retention.
-    pub counts: HashMap<String, u64>,
-    /// Lowest sequence number in history, if history is not empty.
-    pub lowest: Option<u64>,
+    /// Per-channel counts and heads, and the lowest sequence number in history (rebuilt at
+    /// open), so that retention seeks past what it already deleted.
+    pub history: HistoryIndex,
     /// De-duplication keys older than this many milliseconds are forgotten by the sweep.
     pub dedupe_ttl_ms: u64,
+    /// No live de-duplication expiry entry is older than this (ms): the TTL sweep starts here
+    /// instead of walking what earlier sweeps deleted. 0 after open; raised by a complete
+    /// sweep, lowered by a write of an older key (a clock stepping back).
+    pub dedupe_floor_ms: u64,
 }
 
 impl WriterState {
@@ -70,55 +73,23 @@ impl WriterState {
             }
         };
         let reserved = store.meta_get::<u64>(META_RESERVED)?.unwrap_or(0);
-        let bounds = store.seq_bounds()?;
-        let last = bounds.map_or(0, |(_, hi)| hi).max(reserved);
-        let counts = count_channels(&store)?;
+        let last = store.last_seq()?.unwrap_or(0).max(reserved);
+        let history = index_channels(&store)?;
         Ok(WriterState {
             store,
             rules,
             epoch,
             next_seq: last + 1,
             reserved,
-            counts,
-            lowest: bounds.map(|(lo, _)| lo),
+            history,
             dedupe_ttl_ms,
+            dedupe_floor_ms: 0,
         })
     }
 
     /// Highest sequence number handed out so far (0 before the first).
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
-    }
-
-    /// Applies a committed change of history to the per-channel counts.
-    pub fn apply_counts(&mut self, added: &HashMap<String, u64>, removed: &HashMap<String, u64>) {
-        for (ch, n) in added {
-            *self.counts.entry(ch.clone()).or_insert(0) += n;
-        }
-        for (ch, n) in removed {
-            if let Some(c) = self.counts.get_mut(ch) {
-                *c = c.saturating_sub(*n);
-                if *c == 0 {
-                    self.counts.remove(ch);
-                }
-            }
-        }
-    }
-
-    /// Recomputes the lowest sequence number in history after a commit that added or removed
-    /// messages. `min_added` is the lowest one the commit added.
-    pub fn refresh_lowest(&mut self, min_added: Option<u64>, removed_any: bool) {
-        if removed_any {
-            let from = self.lowest.unwrap_or(0);
-            match self.store.first_seq_from(from) {
-                Ok(lo) => self.lowest = lo,
-                // Keep a value that never claims history the store may not have: the new
-                // messages are certainly there.
-                Err(_) => self.lowest = min_added.or(self.lowest),
-            }
-        } else if self.lowest.is_none() {
-            self.lowest = min_added;
-        }
     }
 }
 
@@ -144,17 +115,34 @@ fn init_fresh(store: &Store) -> Result<(), LogError> {
     Ok(())
 }
 
-/// Counts history entries per channel by scanning the channel index.
-fn count_channels(store: &Store) -> Result<HashMap<String, u64>, LogError> {
-    let mut counts = HashMap::new();
+/// Rebuilds the history index with one pass over the channel index. Keys come in (channel,
+/// seq) order, so the first key of each channel is its head.
+fn index_channels(store: &Store) -> Result<HistoryIndex, LogError> {
+    let mut index = HistoryIndex::default();
+    // The channel being counted: its key prefix, name, entry count and head.
+    let mut cur: Option<(Vec<u8>, String, u64, u64)> = None;
     for g in store.chan.iter() {
         let k = g
             .key()
             .map_err(|e| storage_err("scanning the channel index", e))?;
+        if let Some((prefix, _, n, _)) = &mut cur {
+            if k.starts_with(prefix) && k.len() == prefix.len() + keys::SEQ_LEN {
+                *n += 1;
+                continue;
+            }
+        }
         match keys::decode_chan_key(&k) {
-            Some((ch, _)) => *counts.entry(ch).or_insert(0) += 1,
+            Some((ch, seq)) => {
+                if let Some((_, name, n, head)) = cur.take() {
+                    index.add(&name, n, head);
+                }
+                cur = Some((keys::chan_prefix(&ch), ch, 1, seq));
+            }
             None => tracing::warn!("log store: skipping a malformed channel index key"),
         }
     }
-    Ok(counts)
+    if let Some((_, name, n, head)) = cur {
+        index.add(&name, n, head);
+    }
+    Ok(index)
 }

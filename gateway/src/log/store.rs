@@ -64,6 +64,22 @@ pub struct Store {
     pub dedupe_t: Keyspace,
     /// Persistent MQTT sessions.
     pub sessions: Keyspace,
+    /// What eviction scans did, for tests that check they never walk deleted entries.
+    #[cfg(test)]
+    pub probe: Arc<ScanProbe>,
+}
+
+/// Counters of eviction scans (tests only).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct ScanProbe {
+    /// Eviction scans that found at least one entry.
+    pub scans: std::sync::atomic::AtomicU64,
+    /// Scans whose first entry was not the key the scan started at: they started below the
+    /// channel's oldest live entry, where deleted entries may lie.
+    pub below_head: std::sync::atomic::AtomicU64,
+    /// Entries the scans read, deleted or not.
+    pub visited: std::sync::atomic::AtomicU64,
 }
 
 /// Maps any store-engine or encoding failure to [`LogError::Storage`], logging it.
@@ -105,6 +121,8 @@ impl Store {
             dedupe: ks("dedupe")?,
             dedupe_t: ks("dedupe_t")?,
             sessions: ks("sessions")?,
+            #[cfg(test)]
+            probe: Arc::default(),
             db,
         })
     }
@@ -140,22 +158,9 @@ impl Store {
         Ok(true)
     }
 
-    /// Lowest and highest sequence numbers in history, if any.
-    pub fn seq_bounds(&self) -> Result<Option<(u64, u64)>, LogError> {
-        let first = self.msgs.first_key_value();
-        let last = self.msgs.last_key_value();
-        match (first, last) {
-            (Some(f), Some(l)) => Ok(Some((guard_seq(f)?, guard_seq(l)?))),
-            _ => Ok(None),
-        }
-    }
-
-    /// Lowest sequence number in history that is `>= from`, if any.
-    pub fn first_seq_from(&self, from: u64) -> Result<Option<u64>, LogError> {
-        match self.msgs.range(keys::seq_key(from)..).next() {
-            Some(g) => guard_seq(g).map(Some),
-            None => Ok(None),
-        }
+    /// Highest sequence number in history, if any.
+    pub fn last_seq(&self) -> Result<Option<u64>, LogError> {
+        self.msgs.last_key_value().map(guard_seq).transpose()
     }
 
     /// One history entry.

@@ -197,7 +197,7 @@ async fn commit_batch(
     // so it never reports an empty history past messages that are already released.
     shared
         .first
-        .store(state.lowest.unwrap_or(0), Ordering::Release);
+        .store(state.history.lowest().unwrap_or(0), Ordering::Release);
     if let Some(to) = out.released_to {
         shared.released.store(to, Ordering::Release);
         // A dropped receiver means nobody fans out live; the store still serves reads.
@@ -225,7 +225,7 @@ async fn run_sweep(
         Ok((state, r)) => {
             shared
                 .first
-                .store(state.lowest.unwrap_or(0), Ordering::Release);
+                .store(state.history.lowest().unwrap_or(0), Ordering::Release);
             if let Err(e) = &r {
                 tracing::warn!(%e, "log: retention sweep failed; it will be retried");
             }

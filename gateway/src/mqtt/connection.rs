@@ -109,7 +109,9 @@ pub(super) async fn run<R, W>(
     let (claim, kick, done) = broker.claim(&client_id, conn).await;
     let (session, inflight_to_resend, session_present) =
         super::resume::load_session(&broker, &accepted).await;
-    let outbox = Outbox::new(broker.settings.outbound_queue, session.wants_reliable());
+    // Every MQTT subscriber that falls behind catches up from history, whatever its QoS: a
+    // QoS 0 message is lost to a slow subscriber only when history does not keep it.
+    let outbox = Outbox::new(broker.settings.outbound_queue, true);
     let mut c = Connection {
         origin: super::origin_of(&client_id),
         broker: broker.clone(),

@@ -349,7 +349,6 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
             }
             codes.push(SubscribeReasonCode::Success(f.qos));
         }
-        self.outbox.set_reliable(self.session.wants_reliable());
         self.send(&Packet::SubAck(SubAck {
             pkid: s.pkid,
             return_codes: codes,
@@ -379,7 +378,6 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
                 }
             })
             .collect();
-        self.outbox.set_reliable(self.session.wants_reliable());
         self.send(&Packet::UnsubAck(UnsubAck {
             pkid: u.pkid,
             reasons,

@@ -217,12 +217,6 @@ impl Session {
         route
     }
 
-    /// True when any subscription is QoS 1 or 2, so falling behind must be caught up from
-    /// the store rather than dropped.
-    pub fn wants_reliable(&self) -> bool {
-        self.subs.iter().any(|s| s.qos.is_reliable())
-    }
-
     /// Serializes the session for the log's session table.
     pub fn save(&self, epoch: u64, cursor: u64, now_ms: u64) -> Vec<u8> {
         let mut inflight: Vec<SavedInflight> = self

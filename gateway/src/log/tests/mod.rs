@@ -8,6 +8,7 @@ mod dedupe;
 mod order;
 mod retained;
 mod retention;
+mod retention_cost;
 
 use super::{EmbeddedLog, LogOptions, ReleaseFeed};
 use crate::core::namespace::{HistoryPolicy, NamespaceRule, NamespaceRules};

@@ -4,6 +4,7 @@
 use super::*;
 use crate::core::namespace::HistoryPolicy;
 use crate::log::MessageLog;
+use crate::log::retention::count_slack;
 
 fn policy(max_messages: u64, max_age_s: Option<u64>) -> HistoryPolicy {
     HistoryPolicy {
@@ -31,7 +32,7 @@ async fn count_is_enforced_as_messages_are_written() {
             .unwrap();
     }
     let kept = log.read_channel("small/x", 0, 100).unwrap();
-    assert_eq!(payloads(&kept), vec!["7", "8", "9", "10", "11"]);
+    assert_newest(&payloads(&kept), 12, 5);
     assert_eq!(log.read_channel("big", 0, 100).unwrap().len(), 12);
     // The oldest entry left is the first `big` message; then `big` is trimmed too.
     assert_eq!(log.first_seq(), small[0] + 1);
@@ -44,7 +45,29 @@ async fn count_is_enforced_as_messages_are_written() {
         .await
         .unwrap();
     let kept = log.read_channel("small/x", 0, 100).unwrap();
-    assert_eq!(payloads(&kept), vec!["8", "9", "10", "11", "12"]);
+    assert_newest(&payloads(&kept), 13, 5);
+    // Written one at a time, a channel never holds more than its limit plus the slack.
+    for i in 13..40 {
+        log.append(msg("small/x", QoS::AtLeastOnce, &i.to_string()), None)
+            .await
+            .unwrap();
+        let kept = log.read_channel("small/x", 0, 100).unwrap();
+        assert_newest(&payloads(&kept), i + 1, 5);
+    }
+}
+
+/// Asserts that `kept` holds the newest of the payloads `0..written`, in order, and between
+/// `max` and `max` plus the count slack of them.
+fn assert_newest(kept: &[String], written: u32, max: u64) {
+    let n = kept.len() as u64;
+    assert!(
+        (max..=max + count_slack(max)).contains(&n),
+        "{n} entries kept with a limit of {max}: {kept:?}"
+    );
+    let expected: Vec<String> = (written - n as u32..written)
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(kept, expected);
 }
 
 #[tokio::test]
