@@ -243,13 +243,28 @@ impl Gateway {
     }
 }
 
+/// Pending connections a listener queues before the kernel refuses more (capped by the
+/// system's `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds one listener and reads back its address (the real port when `addr` has port 0);
 /// `field` names the setting in errors.
 async fn bind(
     (field, addr): (&'static str, SocketAddr),
 ) -> Result<(TcpListener, SocketAddr), StartError> {
     let err = |error| StartError::Bind { field, addr, error };
-    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    // Restarting on the same port must not wait for old connections in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    // A deep accept queue: thousands of devices reconnecting at once (after a network or
+    // gateway outage) should wait in the queue, not be dropped into SYN retries.
+    let listener = socket.listen(LISTEN_BACKLOG).map_err(err)?;
     let bound = listener.local_addr().map_err(err)?;
     Ok((listener, bound))
 }

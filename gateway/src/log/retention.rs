@@ -92,8 +92,8 @@ pub fn evict_head(
             next_head = Some(seq);
             break;
         }
-        wb.remove_weak(&store.chan, k);
-        wb.remove_weak(&store.msgs, keys::seq_key(seq));
+        wb.remove(&store.chan, k);
+        wb.remove(&store.msgs, keys::seq_key(seq));
         removed += 1;
     }
     Ok(Evicted { removed, next_head })
