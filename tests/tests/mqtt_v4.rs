@@ -246,3 +246,38 @@ async fn shared_subscription_round_robin() {
     assert_eq!(counts, [5, 5], "round robin across the two members");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn offline_backlog_is_bounded_keeping_the_newest() {
+    let gw = GatewayHarness::new()
+        .with_config(|c| c.mqtt.max_offline_messages = 5)
+        .start()
+        .await;
+    let mut o = v4_options(gw.mqtt_addr(), "bounded");
+    o.set_clean_session(false);
+    let (mut s, _) = V4::connect(o.clone()).await;
+    s.subscribe("b/#", QoS::AtLeastOnce).await;
+    s.disconnect().await;
+    let (mut publ, _) = V4::connect(v4_options(gw.mqtt_addr(), "pub")).await;
+    for i in 0..12u8 {
+        publ.client
+            .publish("b/x", QoS::AtLeastOnce, false, vec![i])
+            .await
+            .unwrap();
+        publ.puback().await;
+        // Traffic the session does not subscribe to does not count against its backlog.
+        publ.client
+            .publish("other/x", QoS::AtLeastOnce, false, vec![i])
+            .await
+            .unwrap();
+        publ.puback().await;
+    }
+    let (mut s, ack) = V4::connect(o).await;
+    assert!(ack.session_present);
+    let mut got = vec![];
+    while let Some(p) = s.try_next_publish(Duration::from_secs(1)).await {
+        got.push(p.payload[0]);
+    }
+    assert_eq!(got, vec![7, 8, 9, 10, 11], "the newest five, in order");
+    gw.stop().await;
+}

@@ -200,6 +200,15 @@ impl MessageLog for EmbeddedLog {
         )
     }
 
+    fn read_back(&self, to_seq: u64, max: usize) -> Result<Vec<Arc<StoredMessage>>, LogError> {
+        self.store.read_range_rev(
+            self.epoch,
+            self.skip_deleted(0),
+            to_seq.min(self.released()),
+            max,
+        )
+    }
+
     fn read_channel(
         &self,
         channel: &str,

@@ -121,6 +121,9 @@ pub trait MessageLog: Send + Sync + 'static {
     /// Up to `max` released messages with `seq >= from_seq`, ascending.
     fn read(&self, from_seq: u64, max: usize) -> Result<Vec<Arc<StoredMessage>>, LogError>;
 
+    /// Up to `max` released messages with `seq <= to_seq`, newest first (descending).
+    fn read_back(&self, to_seq: u64, max: usize) -> Result<Vec<Arc<StoredMessage>>, LogError>;
+
     /// Up to `max` released messages of one channel with `seq >= from_seq`, ascending.
     fn read_channel(
         &self,

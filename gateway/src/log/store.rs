@@ -208,6 +208,37 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `max` history entries with `from <= seq <= to`, descending.
+    pub fn read_range_rev(
+        &self,
+        epoch: u64,
+        from: u64,
+        to: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
+        if from > to || max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for g in self
+            .msgs
+            .range(keys::seq_key(from)..=keys::seq_key(to))
+            .rev()
+            .take(max)
+        {
+            let (k, v) = g
+                .into_inner()
+                .map_err(|e| storage_err("reading history", e))?;
+            let seq = keys::decode_seq(&k).ok_or_else(|| corrupt("history key"))?;
+            let msg: Message = decode(&v)?;
+            out.push(Arc::new(StoredMessage {
+                pos: Position { epoch, seq },
+                msg,
+            }));
+        }
+        Ok(out)
+    }
+
     /// Up to `max` history entries of `channel` with `from <= seq <= to`, ascending.
     pub fn read_channel_range(
         &self,

@@ -39,6 +39,7 @@ pub(super) async fn load_session(
     let mut session = restored.session;
     session.expiry = accepted.expiry;
     session.dirty = true;
+    bound_backlog(broker, &accepted.client_id, &mut session);
     let first = log.first_seq();
     if session.cursor < first {
         tracing::warn!(
@@ -49,4 +50,62 @@ pub(super) async fn load_session(
         );
     }
     (session, restored.inflight_seqs, true)
+}
+
+/// Applies `max_offline_messages`: when more messages than that wait for the session, its
+/// cursor moves past the oldest ones, which are counted in the log. The backlog is counted
+/// from the newest end, matching each message against the session's subscriptions, so only
+/// messages the session would really receive count.
+fn bound_backlog(broker: &Broker, client_id: &str, session: &mut Session) {
+    const STEP: usize = 1024;
+    let max = broker.settings.max_offline_messages;
+    let log = &broker.log;
+    let released = log.released();
+    if max == 0 || released < session.cursor || released - session.cursor < max as u64 {
+        // Fewer sequence numbers than the limit: the backlog cannot exceed it.
+        return;
+    }
+    let origin = super::origin_of(client_id);
+    let (mut kept, mut skipped, mut cut) = (0usize, 0u64, None);
+    let mut to = released;
+    'scan: loop {
+        let batch = match log.read_back(to, STEP) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(client_id, error = %e, "could not measure the offline backlog");
+                return;
+            }
+        };
+        let Some(oldest) = batch.last().map(|m| m.pos.seq) else {
+            break;
+        };
+        for m in &batch {
+            if m.pos.seq < session.cursor {
+                break 'scan;
+            }
+            if session.route(m, None, &origin, true).is_some() {
+                if kept < max {
+                    kept += 1;
+                    cut = Some(m.pos.seq);
+                } else {
+                    skipped += 1;
+                }
+            }
+        }
+        if oldest <= session.cursor || oldest == 0 {
+            break;
+        }
+        to = oldest - 1;
+    }
+    if skipped > 0 {
+        if let Some(cut) = cut {
+            tracing::warn!(
+                client_id,
+                skipped,
+                kept,
+                "offline backlog over max_offline_messages; the oldest messages were skipped"
+            );
+            session.cursor = cut;
+        }
+    }
 }
