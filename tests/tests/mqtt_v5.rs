@@ -459,3 +459,36 @@ async fn disconnect_reason(c: &mut V5) -> String {
         }
     }
 }
+
+#[tokio::test]
+async fn shared_qos0_encoding_is_per_protocol_version() {
+    use e2e_tests::mqtt::{V4, v4_options};
+    let gw = GatewayHarness::new().start().await;
+    let (mut s5, _) = V5::connect(v5_options(gw.mqtt_addr(), "s5")).await;
+    s5.client.subscribe("enc/#", QoS::AtMostOnce).await.unwrap();
+    s5.suback().await;
+    let (mut s4, _) = V4::connect(v4_options(gw.mqtt_addr(), "s4")).await;
+    s4.subscribe("enc/#", rumqttc::QoS::AtMostOnce).await;
+    let (publ, _) = V5::connect(v5_options(gw.mqtt_addr(), "pub")).await;
+    let props = PublishProperties {
+        user_properties: vec![("unit".into(), "C".into())],
+        ..Default::default()
+    };
+    for i in 0..3u8 {
+        publ.client
+            .publish_with_properties("enc/t", QoS::AtMostOnce, false, vec![i], props.clone())
+            .await
+            .unwrap();
+    }
+    for i in 0..3u8 {
+        let p5 = s5.next_publish().await;
+        assert_eq!(&p5.payload[..], &[i]);
+        assert_eq!(
+            p5.properties.map(|p| p.user_properties),
+            Some(props.user_properties.clone())
+        );
+        let p4 = s4.next_publish().await;
+        assert_eq!((&p4.topic[..], &p4.payload[..]), ("enc/t", &[i][..]));
+    }
+    gw.stop().await;
+}

@@ -163,6 +163,7 @@ mod tests {
                     ts_ms: 0,
                     origin: None,
                 },
+                wire: Default::default(),
             }),
             shared: None,
         }

@@ -147,6 +147,71 @@ pub struct StoredMessage {
     pub pos: Position,
     /// The message itself.
     pub msg: Message,
+    /// Its encodings, made on first use and shared by every subscriber that gets the same
+    /// bytes. Never stored.
+    #[serde(skip)]
+    pub wire: WireCache,
+}
+
+impl StoredMessage {
+    /// A message at a position, with nothing encoded yet.
+    pub fn new(pos: Position, msg: Message) -> StoredMessage {
+        StoredMessage {
+            pos,
+            msg,
+            wire: WireCache::default(),
+        }
+    }
+}
+
+/// Encoded forms of one message for the wire formats that are the same for every subscriber
+/// (e.g. an MQTT QoS 0 PUBLISH without per-subscriber properties), one slot per format.
+/// Transports own the meaning of the slots; the core only holds the bytes. Clones start empty
+/// and every cache compares equal, so it never affects a message's identity.
+#[derive(Default)]
+pub struct WireCache {
+    slots: [std::sync::OnceLock<Bytes>; WireCache::SLOTS],
+}
+
+impl WireCache {
+    /// Number of slots.
+    pub const SLOTS: usize = 4;
+
+    /// The bytes in `slot`, encoding them with `encode` on first use. `None` when `slot` is out
+    /// of range or `encode` declines.
+    pub fn get_or_encode(
+        &self,
+        slot: usize,
+        encode: impl FnOnce() -> Option<Bytes>,
+    ) -> Option<Bytes> {
+        let cell = self.slots.get(slot)?;
+        if let Some(b) = cell.get() {
+            return Some(b.clone());
+        }
+        let b = encode()?;
+        Some(cell.get_or_init(|| b).clone())
+    }
+}
+
+impl Clone for WireCache {
+    fn clone(&self) -> Self {
+        WireCache::default()
+    }
+}
+
+impl PartialEq for WireCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for WireCache {}
+
+impl fmt::Debug for WireCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let filled = self.slots.iter().filter(|s| s.get().is_some()).count();
+        write!(f, "WireCache({filled} encoded)")
+    }
 }
 
 /// Milliseconds since the Unix epoch, from the system clock. The core never calls this; the

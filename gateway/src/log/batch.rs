@@ -141,6 +141,7 @@ impl Batch<'_> {
         let stored = Arc::new(StoredMessage {
             pos: Position { epoch, seq },
             msg,
+            wire: Default::default(),
         });
         let retained = match (stored.msg.retain, retain_delete) {
             (true, false) => Some(Some(store::encode(&*stored)?)),

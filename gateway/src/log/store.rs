@@ -173,6 +173,7 @@ impl Store {
             Some(v) => Ok(Some(StoredMessage {
                 pos: Position { epoch, seq },
                 msg: decode(&v)?,
+                wire: Default::default(),
             })),
             None => Ok(None),
         }
@@ -203,6 +204,7 @@ impl Store {
             out.push(Arc::new(StoredMessage {
                 pos: Position { epoch, seq },
                 msg,
+                wire: Default::default(),
             }));
         }
         Ok(out)
@@ -234,6 +236,7 @@ impl Store {
             out.push(Arc::new(StoredMessage {
                 pos: Position { epoch, seq },
                 msg,
+                wire: Default::default(),
             }));
         }
         Ok(out)

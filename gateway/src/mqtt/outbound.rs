@@ -135,6 +135,11 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
         if remaining == Some(0) {
             return;
         }
+        if !p.qos.is_reliable() && !p.retain && p.sub_ids.is_empty() && remaining.is_none() {
+            // The same bytes for every subscriber of this protocol version: encode once.
+            self.publish_shared(&p.msg);
+            return;
+        }
         let pkid = if p.qos.is_reliable() {
             match self.session.next_pkid() {
                 Some(id) => id,
@@ -164,6 +169,28 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
             );
             self.session.dirty = true;
         }
+    }
+
+    /// Writes a QoS 0 PUBLISH from the message's shared encoding for this protocol version.
+    fn publish_shared(&mut self, msg: &Arc<StoredMessage>) {
+        let slot = usize::from(self.v5);
+        let bytes = msg.wire.get_or_encode(slot, || {
+            let publish = self.build_publish(msg, QoS::AtMostOnce, false, &[], 0, false, None);
+            let mut buf = bytes::BytesMut::new();
+            self.codec
+                .encode(&Packet::Publish(publish), &mut buf, None)
+                .ok()?;
+            Some(buf.freeze())
+        });
+        let Some(bytes) = bytes else { return };
+        if self
+            .max_packet
+            .is_some_and(|max| bytes.len() > max as usize)
+        {
+            // Larger than the client's maximum packet size: dropped as if delivered.
+            return;
+        }
+        self.out.extend_from_slice(&bytes);
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -307,6 +307,7 @@ mod tests {
                 ts_ms: 0,
                 origin: Some(origin.into()),
             },
+            wire: Default::default(),
         }
     }
 

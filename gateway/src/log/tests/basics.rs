@@ -123,6 +123,7 @@ async fn reads_never_return_unreleased_entries() {
             seq: hidden,
         },
         msg: m.clone(),
+        wire: Default::default(),
     };
     log.store
         .msgs
