@@ -75,3 +75,36 @@ async fn connect_must_arrive_in_time() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn packets_sent_with_the_connect_are_handled_at_once() {
+    let gw = GatewayHarness::new().start().await;
+    let (mut sub, _) = V4::connect(v4_options(gw.mqtt_addr(), "watch")).await;
+    sub.subscribe("pipe/#", QoS::AtMostOnce).await;
+    // CONNECT, PUBLISH, PINGREQ and DISCONNECT in one write.
+    let mut raw = Raw::open(gw.mqtt_addr()).await;
+    let mut bytes = e2e_tests::raw::connect_v4("pipelined", 60);
+    bytes.extend(publish_v4(b"pipe/x", 0, false, 0, b"early"));
+    bytes.extend(packet(0xC0, &[]));
+    bytes.extend(packet(0xE0, &[]));
+    raw.send(&bytes).await;
+    let (first, _) = raw
+        .read_packet(Duration::from_secs(5))
+        .await
+        .expect("CONNACK");
+    assert_eq!(first, 0x20);
+    let (first, _) = raw
+        .read_packet(Duration::from_secs(5))
+        .await
+        .expect("PINGRESP");
+    assert_eq!(
+        first, 0xD0,
+        "the PINGREQ was answered without waiting for more bytes"
+    );
+    assert_eq!(&sub.next_publish().await.payload[..], b"early");
+    assert!(
+        raw.closed_within(Duration::from_secs(5)).await,
+        "DISCONNECT was seen"
+    );
+    gw.stop().await;
+}

@@ -153,46 +153,56 @@ pub(super) async fn run<R, W>(
     let mut next_save = Instant::now() + SAVE_EVERY;
     let shutdown = broker.shutdown.clone();
 
-    let close = loop {
-        c.pump();
-        if let Err(close) = c.flush(&kick, &shutdown).await {
-            break close;
-        }
-        let can_read = c.appends.len() < MAX_PENDING_APPENDS;
-        let catch_up = c.mode == Mode::CatchUp && c.pending.is_empty();
-        let save_due = c.session.is_persistent() && c.session.dirty;
-        tokio::select! {
-            biased;
-            _ = kick.cancelled() => break Close::TakenOver,
-            _ = shutdown.cancelled() => break Close::ServerShutdown,
-            Some((kind, res)) = c.appends.next(), if !c.appends.is_empty() => {
-                if let Err(close) = c.on_ack(kind, res) {
-                    break close;
-                }
+    // Packets that arrived in the same read as the CONNECT.
+    let early = if inbuf.is_empty() {
+        Ok(())
+    } else {
+        c.on_bytes(&mut inbuf)
+    };
+
+    let close = match early {
+        Err(close) => close,
+        Ok(()) => loop {
+            c.pump();
+            if let Err(close) = c.flush(&kick, &shutdown).await {
+                break close;
             }
-            r = rd.read_buf(&mut inbuf), if can_read => {
-                match r {
-                    Ok(0) => break Close::PeerClosed,
-                    Ok(_) => {
-                        deadline = keep_alive.map(|k| Instant::now() + k);
-                        if let Err(close) = c.on_bytes(&mut inbuf) {
-                            break close;
-                        }
-                        if inbuf.capacity() > 64 * 1024 && inbuf.is_empty() {
-                            inbuf = BytesMut::new();
-                        }
+            let can_read = c.appends.len() < MAX_PENDING_APPENDS;
+            let catch_up = c.mode == Mode::CatchUp && c.pending.is_empty();
+            let save_due = c.session.is_persistent() && c.session.dirty;
+            tokio::select! {
+                biased;
+                _ = kick.cancelled() => break Close::TakenOver,
+                _ = shutdown.cancelled() => break Close::ServerShutdown,
+                Some((kind, res)) = c.appends.next(), if !c.appends.is_empty() => {
+                    if let Err(close) = c.on_ack(kind, res) {
+                        break close;
                     }
-                    Err(e) => break Close::Io(e),
+                }
+                r = rd.read_buf(&mut inbuf), if can_read => {
+                    match r {
+                        Ok(0) => break Close::PeerClosed,
+                        Ok(_) => {
+                            deadline = keep_alive.map(|k| Instant::now() + k);
+                            if let Err(close) = c.on_bytes(&mut inbuf) {
+                                break close;
+                            }
+                            if inbuf.capacity() > 64 * 1024 && inbuf.is_empty() {
+                                inbuf = BytesMut::new();
+                            }
+                        }
+                        Err(e) => break Close::Io(e),
+                    }
+                }
+                _ = c.outbox.notified() => {}
+                _ = std::future::ready(()), if catch_up => {}
+                _ = sleep_until_opt(deadline) => break Close::KeepAliveTimeout,
+                _ = tokio::time::sleep_until(next_save), if save_due => {
+                    next_save = Instant::now() + SAVE_EVERY;
+                    c.save_now();
                 }
             }
-            _ = c.outbox.notified() => {}
-            _ = std::future::ready(()), if catch_up => {}
-            _ = sleep_until_opt(deadline) => break Close::KeepAliveTimeout,
-            _ = tokio::time::sleep_until(next_save), if save_due => {
-                next_save = Instant::now() + SAVE_EVERY;
-                c.save_now();
-            }
-        }
+        },
     };
     c.finish(close, &kick).await;
     done.cancel();

@@ -34,6 +34,12 @@ pub fn split_packets(mut bytes: &[u8]) -> Vec<&[u8]> {
     pieces
 }
 
+/// Whether client bytes hold a PUBLISH with the retain flag, i.e. may leave a retained
+/// message behind.
+pub fn may_retain(bytes: &[u8]) -> bool {
+    split_packets(bytes).iter().any(|p| p[0] & 0xF1 == 0x31)
+}
+
 /// Appends an MQTT variable byte integer.
 pub fn put_varint(out: &mut Vec<u8>, mut n: usize) {
     loop {

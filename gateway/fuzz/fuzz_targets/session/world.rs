@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 
 /// Inputs run against one store before it is replaced by a fresh one, so that the
 /// messages and retained values the inputs leave behind do not pile up.
-const INPUTS_PER_STORE: u64 = 5_000;
+const INPUTS_PER_STORE: u64 = 2_000;
 
 /// Name prefix of the temporary store directories, followed by the process id.
 const PREFIX: &str = "gateway-fuzz-";
