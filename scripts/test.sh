@@ -16,6 +16,9 @@ DEB_DEPS=(
   "mosquitto:mosquitto"
   "mosquitto_pub:mosquitto-clients"
   "mosquitto_sub:mosquitto-clients"
+  "chromium:chromium"
+  "node:nodejs"
+  "npm:npm"
 )
 
 # mosquitto lives in /usr/sbin, which a non-root PATH may lack.
@@ -68,7 +71,17 @@ install_rust_components() {
   done
 }
 
+# npm packages of the browser tests (playwright-core drives Debian's chromium), from the
+# committed lockfile.
+install_npm_deps() {
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    echo "installing npm packages in tests/browser"
+    (cd tests/browser && npm ci --no-audit --no-fund)
+  fi
+}
+
 install_deb_deps
+install_npm_deps
 install_rust_components
 install_nextest
 

@@ -225,7 +225,6 @@ async fn connect_loop(sh: &Shared, out: &mut Outbound, record: &mut Option<Sessi
                 }
                 connected_before = true;
                 last_logged = None;
-                sh.status.set(State::Connected, None);
                 tracing::info!(
                     bridge = %o.name,
                     remote = %o.address,

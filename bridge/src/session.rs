@@ -11,7 +11,7 @@ use crate::options::{Checked, Protocol};
 use crate::outbound::{AckOutcome, Prepared, Resend, Window};
 use crate::sink::SinkError;
 use crate::source::{BridgeSource, SourceError};
-use crate::status::{Counters, Status};
+use crate::status::{Counters, State, Status};
 use crate::wire::encode::{self, Ack, OutPublish};
 use crate::wire::{ConnAck, Incoming, reason};
 use bytes::BytesMut;
@@ -67,6 +67,12 @@ impl Outbound {
     /// Reads from the source into the window, renaming, applying QoS and retain rules and
     /// the lag bound.
     pub fn fill(&mut self, sh: &Shared) -> Result<(), SourceError> {
+        if sh.checked.out.is_empty() {
+            // Nothing goes out: follow the head without reading, so there is no lag.
+            self.window.advance_read(sh.source.head());
+            self.more = false;
+            return Ok(());
+        }
         let room = self.window.room().min(READ_BATCH);
         if room == 0 {
             return Ok(());
@@ -255,7 +261,16 @@ pub(crate) async fn run(
     let write_timeout = keep_alive.max(o.connect_timeout);
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
 
-    // Inbound: session record (nonce), then subscriptions.
+    // Inbound: session record (nonce), then subscriptions. The bridge counts as connected
+    // once its subscriptions are acknowledged: from then on the remote routes to it.
+    let mut awaiting_suback = None;
+    if std::env::var_os("TRACE_IN").is_some() {
+        eprintln!(
+            "IN CONNACK session_present={} record={:?}",
+            ack.session_present, record
+        );
+    }
+    if std::env::var_os("TRACE_IN").is_some() { eprintln!("IN CONNACK session_present={}", ack.session_present); }
     let mut inbound = if sh.inbound.rules.is_empty() {
         Inbound::new(&sh.inbound, 0)
     } else {
@@ -273,6 +288,7 @@ pub(crate) async fn run(
                 .collect();
             let pkid = out.window.spare_pkid();
             encode::subscribe(o.protocol, pkid, &filters, &mut wbuf)?;
+            awaiting_suback = Some(pkid);
         }
         Inbound::new(&sh.inbound, current.nonce)
     };
@@ -303,6 +319,9 @@ pub(crate) async fn run(
         }
     }
     out.more = true;
+    if awaiting_suback.is_none() {
+        sh.status.set(State::Connected, None);
+    }
 
     let mut last_write = Instant::now();
     let mut last_read = Instant::now();
@@ -327,7 +346,10 @@ pub(crate) async fn run(
         let ping_at = last_write + keep_alive;
         let dead_at = last_read + keep_alive + keep_alive / 2;
         let drain_until = stopping.unwrap_or_else(Instant::now);
-        let wait_source = stopping.is_none() && !out.more && out.window.room() > 0;
+        // Read on at once while the source has more; otherwise wait for it.
+        let poll_source = stopping.is_none() && out.window.room() > 0;
+        let (more, read_pos) = (out.more, out.window.read_pos());
+        let source = &sh.source;
         tokio::select! {
             _ = sh.stop.cancelled(), if stopping.is_none() => {
                 stopping = Some(Instant::now() + STOP_DRAIN);
@@ -335,10 +357,17 @@ pub(crate) async fn run(
             _ = tokio::time::sleep_until(drain_until), if stopping.is_some() => break,
             item = conn.rx.recv() => {
                 last_read = Instant::now();
-                handle(sh, out, &mut inbound, &mut wbuf, item)?;
+                handle(sh, out, &mut inbound, &mut wbuf, &mut awaiting_suback, item)?;
                 for _ in 0..DRAIN_BATCH {
                     match conn.rx.try_recv() {
-                        Ok(item) => handle(sh, out, &mut inbound, &mut wbuf, Some(item))?,
+                        Ok(item) => handle(
+                            sh,
+                            out,
+                            &mut inbound,
+                            &mut wbuf,
+                            &mut awaiting_suback,
+                            Some(item),
+                        )?,
                         Err(_) => break,
                     }
                 }
@@ -354,7 +383,11 @@ pub(crate) async fn run(
                     }
                 }
             }
-            _ = sh.source.wait(out.window.read_pos()), if wait_source => {
+            _ = async move {
+                if !more {
+                    source.wait(read_pos).await;
+                }
+            }, if poll_source => {
                 out.more = true;
             }
             _ = tokio::time::sleep_until(ping_at.min(dead_at)) => {
@@ -418,6 +451,7 @@ fn handle(
     out: &mut Outbound,
     inbound: &mut Inbound,
     wbuf: &mut BytesMut,
+    awaiting_suback: &mut Option<u16>,
     item: Option<Result<Incoming, ConnError>>,
 ) -> Result<(), ConnError> {
     let p = match item {
@@ -436,7 +470,8 @@ fn handle(
         },
         Incoming::PubComp { pkid } => acked(sh, out.window.on_pubcomp(pkid), 0),
         Incoming::PubRel { pkid } => inbound.on_pubrel(pkid),
-        Incoming::SubAck { codes, .. } => {
+        Incoming::SubAck { pkid, codes } => {
+            let mut refused = None;
             for (rule, code) in sh.inbound.rules.iter().zip(&codes) {
                 match code {
                     Ok(granted) if *granted < rule.qos => tracing::info!(
@@ -453,9 +488,13 @@ fn handle(
                             reason::suback(*code)
                         );
                         tracing::warn!(bridge = sh.name(), "{why}");
-                        sh.status.set(crate::status::State::Connected, Some(why));
+                        refused = Some(why);
                     }
                 }
+            }
+            if *awaiting_suback == Some(pkid) {
+                *awaiting_suback = None;
+                sh.status.set(State::Connected, refused);
             }
         }
         Incoming::UnsubAck | Incoming::PingResp => {}
@@ -507,6 +546,7 @@ fn handle_inbound(
         Ok(outcome) => {
             inbound::count(&sh.status, sh.name(), &outcome);
             if let Some((kind, pkid)) = ack {
+                if std::env::var_os("TRACE_IN").is_some() { eprintln!("IN ACK {kind:?} {pkid}"); }
                 encode::ack(kind, pkid, wbuf);
             }
             Ok(())

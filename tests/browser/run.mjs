@@ -30,6 +30,8 @@ const client = new GatewayClient("", {
 });
 window.received = [];
 window.log = [];
+window.opens = 0;
+client.on("open", () => window.opens++);
 client.on("reset", (r) => window.log.push("reset " + JSON.stringify(r)));
 client.on("state", (s) => window.log.push("state " + s + " " + client.transport));
 window.publishCommand = (n) => client.publish("cmd/e2e", { n }, { qos: 1 });
@@ -77,10 +79,11 @@ try {
     await new Promise((r) => setTimeout(r, 50));
   }
   const log = await page.evaluate(() => window.log);
+  const opens = await page.evaluate(() => window.opens);
   // Let a late duplicate show itself before reporting.
   await new Promise((r) => setTimeout(r, 300));
   numbers = await page.evaluate(() => window.received);
-  say({ event: "done", numbers, log });
+  say({ event: "done", numbers, log, opens });
   const ack = await page.evaluate(() => window.publishCommand(7));
   say({ event: "command", ack });
 } catch (e) {

@@ -11,7 +11,9 @@
 //! # }
 //! ```
 
+pub mod bridge;
 pub mod http;
+pub mod mosquitto;
 pub mod mqtt;
 pub mod proxy;
 pub mod raw;

@@ -19,6 +19,7 @@
 //! - [`mqtt`]: helpers around rumqttc for the scenarios that move messages.
 //! - [`pubsub`]: the counting subscriber and full-speed publisher tasks of `throughput`.
 //! - [`sys`]: `/proc` memory readings and the open-file limit.
+//! - [`ws`], [`ws_client`]: the browser side (WebSocket fan-out, latency, idle memory).
 
 pub mod broker;
 pub mod compare;
@@ -33,6 +34,8 @@ pub mod stats;
 pub mod storm;
 pub mod sys;
 pub mod throughput;
+pub mod ws;
+pub mod ws_client;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,6 +92,9 @@ pub enum Scenario {
     /// --persistent they ask for persistent sessions and subscribe, then a second wave
     /// reconnects them all and counts the sessions the broker kept.
     ReconnectStorm(storm::StormArgs),
+    /// The browser side: MQTT publish → WebSocket delivery (fan-out, latency) and memory per
+    /// idle WebSocket or SSE connection, for the gateway's /ws or MQTT over WebSocket.
+    Ws(ws::WsArgs),
     /// Side-by-side table of two result directories written by `--json`.
     ///
     /// Example: `device-sim bench compare --input gateway=out/gateway --input
@@ -152,6 +158,7 @@ pub async fn execute(cmd: BenchCommand) -> Result<(), BenchError> {
         Scenario::Latency(args) => (latency::run(&args).await?, args.common),
         Scenario::Idle(args) => (idle::run(&args).await?, args.common),
         Scenario::ReconnectStorm(args) => (storm::run(&args).await?, args.common),
+        Scenario::Ws(args) => (ws::run(&args).await?, args.common),
         Scenario::Compare(args) => return compare::run(&args),
     };
     let mut report = report;

@@ -161,20 +161,13 @@ impl Broker {
     }
 
     /// Number of connections (MQTT and browser) with a subscription matching `topic`, each
-    /// counted once; a shared subscription group counts as one. (Counting offers the topic
-    /// to each matching group once, which moves its round-robin on by one member, as a
-    /// delivery would.)
+    /// counted once; every member of a shared group counts. Delivers nothing, so shared
+    /// groups keep their round-robin position.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        let conns = std::cell::RefCell::new(Vec::<ConnId>::new());
-        self.index.lock().route(
-            topic,
-            |conn, _| conns.borrow_mut().push(*conn),
-            |conn, _| {
-                conns.borrow_mut().push(*conn);
-                true
-            },
-        );
-        let mut conns = conns.into_inner();
+        let mut conns = Vec::<ConnId>::new();
+        self.index
+            .lock()
+            .visit_matches(topic, |conn, _| conns.push(*conn));
         conns.sort_unstable();
         conns.dedup();
         conns.len()

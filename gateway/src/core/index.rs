@@ -172,6 +172,14 @@ impl<K: Clone + Eq + Hash, V> SubscriptionIndex<K, V> {
             .route(topic.split('/'), skip_wildcards, &mut direct, &mut shared);
     }
 
+    /// Calls `f` for every subscription matching `topic`, shared-group members included,
+    /// without delivering anything: round-robin positions do not move. For counting and
+    /// listing.
+    pub fn visit_matches(&self, topic: &str, mut f: impl FnMut(&K, &V)) {
+        let skip_wildcards = topic.starts_with('$');
+        self.root.visit(topic.split('/'), skip_wildcards, &mut f);
+    }
+
     /// Number of trie nodes below the root, to check that removal prunes.
     #[cfg(test)]
     fn node_count(&self) -> usize {
@@ -284,6 +292,39 @@ impl<K: Clone + Eq + Hash, V> Node<K, V> {
         }
     }
 
+    /// Read-only twin of `route`: every matching subscription, shared members included.
+    fn visit<F: FnMut(&K, &V)>(
+        &self,
+        mut levels: Split<'_, char>,
+        skip_wildcards: bool,
+        f: &mut F,
+    ) {
+        let Some(level) = levels.next() else {
+            for leaf in [self.here.as_deref(), self.hash.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                leaf.visit(f);
+            }
+            return;
+        };
+        if skip_wildcards {
+            if let Some(child) = self.literal.get(level) {
+                child.visit(levels, false, f);
+            }
+            return;
+        }
+        if let Some(leaf) = self.hash.as_deref() {
+            leaf.visit(f);
+        }
+        if let Some(child) = self.literal.get(level) {
+            child.visit(levels.clone(), false, f);
+        }
+        if let Some(child) = self.plus.as_deref() {
+            child.visit(levels, false, f);
+        }
+    }
+
     #[cfg(test)]
     fn count(&self) -> usize {
         let plus = self.plus.as_deref().map_or(0, |c| 1 + c.count());
@@ -341,6 +382,17 @@ impl<K: Eq + Hash, V> Leaf<K, V> {
             }
         };
         &mut self.groups[i]
+    }
+
+    fn visit<F: FnMut(&K, &V)>(&self, f: &mut F) {
+        for (k, v) in &self.direct {
+            f(k, v);
+        }
+        for g in &self.groups {
+            for (k, v) in &g.members {
+                f(k, v);
+            }
+        }
     }
 
     fn deliver<D, S>(&mut self, d: &mut D, s: &mut S)

@@ -379,3 +379,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn visiting_matches_does_not_move_round_robin() {
+    let mut idx: SubscriptionIndex<u32, ()> = SubscriptionIndex::new();
+    idx.insert("$share/g/t/#", 1, ());
+    idx.insert("$share/g/t/#", 2, ());
+    idx.insert("t/+", 3, ());
+    let mut seen = vec![];
+    idx.visit_matches("t/x", |k, _| seen.push(*k));
+    seen.sort();
+    assert_eq!(seen, vec![1, 2, 3]);
+    let mut first = vec![];
+    idx.route(
+        "t/x",
+        |_, _| {},
+        |k, _| {
+            first.push(*k);
+            true
+        },
+    );
+    idx.visit_matches("t/x", |_, _| {});
+    idx.route(
+        "t/x",
+        |_, _| {},
+        |k, _| {
+            first.push(*k);
+            true
+        },
+    );
+    assert_eq!(
+        first,
+        vec![1, 2],
+        "visiting between deliveries left the rotation alone"
+    );
+}

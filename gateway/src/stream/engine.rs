@@ -277,9 +277,12 @@ impl Stream {
         Ok(())
     }
 
-    /// True when events can be taken without waiting.
+    /// True when events can be taken without waiting: queued notices, catch-up to do, or
+    /// live deliveries left in the outbox (a drain takes at most a batch, and the outbox's
+    /// wake-up permit is already spent).
     pub fn has_pending(&self) -> bool {
-        !self.queued.is_empty() || (self.mode == Mode::CatchUp && !self.subs.is_empty())
+        !self.queued.is_empty()
+            || (!self.subs.is_empty() && (self.mode == Mode::CatchUp || !self.outbox.is_empty()))
     }
 
     /// Waits until [`Stream::next_events`] may have something: a live delivery, a presence

@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 /// Events taken from the stream per write.
 const BATCH: usize = 256;
 /// Bytes of tungstenite's read buffer; small, so idle connections stay cheap.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 /// Bytes tungstenite buffers before writing; frames queued with `feed` go out in one write.
 const WRITE_BUFFER: usize = 16 * 1024;
 

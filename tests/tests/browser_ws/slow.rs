@@ -126,3 +126,30 @@ async fn qos0_slow_consumer_drops_oldest_and_is_told() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_burst_larger_than_one_write_batch_arrives_without_waiting_for_a_heartbeat() {
+    let gw = GatewayHarness::new()
+        .with_config(|c| {
+            c.browser.heartbeat = std::time::Duration::from_secs(3600);
+            c.browser.idle_timeout = std::time::Duration::from_secs(7200);
+        })
+        .start()
+        .await;
+    let mut ws = WsClient::connect(gw.http_addr(), "").await;
+    ws.subscribe("burst", json!({})).await;
+    let messages: Vec<Value> = (0..1000)
+        .map(|i| json!({"channel": "burst", "data": {"n": i}}))
+        .collect();
+    let (status, _) = post_json(
+        gw.http_addr(),
+        "/api/v1/publish/batch",
+        &json!({"messages": messages}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut notices = Vec::new();
+    let got: Vec<i64> = ws.msgs(1000, &mut notices).await.iter().map(n).collect();
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+    gw.stop().await;
+}
