@@ -187,27 +187,7 @@ impl Store {
         to: u64,
         max: usize,
     ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
-        if from > to || max == 0 {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for g in self
-            .msgs
-            .range(keys::seq_key(from)..=keys::seq_key(to))
-            .take(max)
-        {
-            let (k, v) = g
-                .into_inner()
-                .map_err(|e| storage_err("reading history", e))?;
-            let seq = keys::decode_seq(&k).ok_or_else(|| corrupt("history key"))?;
-            let msg: Message = decode(&v)?;
-            out.push(Arc::new(StoredMessage {
-                pos: Position { epoch, seq },
-                msg,
-                wire: Default::default(),
-            }));
-        }
-        Ok(out)
+        self.read_seqs(epoch, from, to, max, false)
     }
 
     /// Up to `max` history entries with `from <= seq <= to`, descending.
@@ -218,26 +198,34 @@ impl Store {
         to: u64,
         max: usize,
     ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
+        self.read_seqs(epoch, from, to, max, true)
+    }
+
+    fn read_seqs(
+        &self,
+        epoch: u64,
+        from: u64,
+        to: u64,
+        max: usize,
+        newest_first: bool,
+    ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
         if from > to || max == 0 {
             return Ok(Vec::new());
         }
+        let range = self.msgs.range(keys::seq_key(from)..=keys::seq_key(to));
+        let entries: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
         let mut out = Vec::new();
-        for g in self
-            .msgs
-            .range(keys::seq_key(from)..=keys::seq_key(to))
-            .rev()
-            .take(max)
-        {
+        for g in entries.take(max) {
             let (k, v) = g
                 .into_inner()
                 .map_err(|e| storage_err("reading history", e))?;
             let seq = keys::decode_seq(&k).ok_or_else(|| corrupt("history key"))?;
             let msg: Message = decode(&v)?;
-            out.push(Arc::new(StoredMessage {
-                pos: Position { epoch, seq },
-                msg,
-                wire: Default::default(),
-            }));
+            out.push(Arc::new(StoredMessage::new(Position { epoch, seq }, msg)));
         }
         Ok(out)
     }
