@@ -159,7 +159,6 @@ impl Inbound {
     /// Takes a PUBLISH: submits it to the sink now (keeping arrival order) and queues its
     /// acknowledgement behind the sink's answer.
     pub fn on_publish(&mut self, p: Publish) {
-        if std::env::var_os("TRACE_IN").is_some() { eprintln!("IN PUBLISH pkid={} dup={} payload={:?}", p.pkid, p.dup, p.payload); }
         let ack = match p.qos {
             QoS::AtMostOnce => None,
             QoS::AtLeastOnce => Some((Ack::PubAck, p.pkid)),
@@ -200,7 +199,6 @@ impl Inbound {
 
     /// Takes a PUBREL: forgets the de-duplication key, then owes a PUBCOMP.
     pub fn on_pubrel(&mut self, pkid: u16) {
-        if std::env::var_os("TRACE_IN").is_some() { eprintln!("IN PUBREL pkid={pkid}"); }
         let sink = self.sink.clone();
         let key = self.key(pkid);
         self.pending.push_back(Box::pin(async move {
@@ -231,7 +229,6 @@ impl Inbound {
 
 /// Counts an outcome and logs what deserves it.
 pub(crate) fn count(status: &Status, name: &str, outcome: &Outcome) {
-    if std::env::var_os("TRACE_IN").is_some() { eprintln!("IN OUTCOME {outcome:?}"); }
     let c = &status.counters;
     match outcome {
         Outcome::Stored => Counters::add(&c.forwarded_in, 1),

@@ -257,8 +257,6 @@ pub(crate) async fn run(
         None => usize::from(o.max_inflight),
     };
     out.window.set_limit(limit);
-    let keep_alive = out.limits.keep_alive;
-    let write_timeout = keep_alive.max(o.connect_timeout);
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
 
     // Inbound: session record (nonce), then subscriptions. The bridge counts as connected
@@ -270,7 +268,9 @@ pub(crate) async fn run(
             ack.session_present, record
         );
     }
-    if std::env::var_os("TRACE_IN").is_some() { eprintln!("IN CONNACK session_present={}", ack.session_present); }
+    if std::env::var_os("TRACE_IN").is_some() {
+        eprintln!("IN CONNACK session_present={}", ack.session_present);
+    }
     let mut inbound = if sh.inbound.rules.is_empty() {
         Inbound::new(&sh.inbound, 0)
     } else {
@@ -322,7 +322,41 @@ pub(crate) async fn run(
     if awaiting_suback.is_none() {
         sh.status.set(State::Connected, None);
     }
+    let result = drive(sh, out, &mut inbound, &mut conn, wbuf, awaiting_suback).await;
+    settle(sh, &mut inbound).await;
+    result
+}
 
+/// How long a finished connection waits for the sink to answer what it had submitted, so
+/// that the counters stay exact.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Waits (bounded) for inbound items still with the sink. Their acknowledgements are not
+/// sent (the connection is gone; the remote sends the messages again), but they are
+/// counted, and de-duplication keys of finished QoS 2 exchanges are forgotten.
+async fn settle(sh: &Shared, inbound: &mut Inbound) {
+    let deadline = Instant::now() + SETTLE;
+    while inbound.len() > 0 {
+        match tokio::time::timeout_at(deadline, inbound.next()).await {
+            Ok(Some((Ok(outcome), _))) => inbound::count(&sh.status, sh.name(), &outcome),
+            Ok(Some((Err(_), _))) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+/// The loop of a connected session.
+async fn drive(
+    sh: &Shared,
+    out: &mut Outbound,
+    inbound: &mut Inbound,
+    conn: &mut Conn,
+    mut wbuf: BytesMut,
+    mut awaiting_suback: Option<u16>,
+) -> Result<(), ConnError> {
+    let o = &sh.checked.options;
+    let keep_alive = out.limits.keep_alive;
+    let write_timeout = keep_alive.max(o.connect_timeout);
     let mut last_write = Instant::now();
     let mut last_read = Instant::now();
     let mut stopping: Option<Instant> = None;
@@ -357,13 +391,13 @@ pub(crate) async fn run(
             _ = tokio::time::sleep_until(drain_until), if stopping.is_some() => break,
             item = conn.rx.recv() => {
                 last_read = Instant::now();
-                handle(sh, out, &mut inbound, &mut wbuf, &mut awaiting_suback, item)?;
+                handle(sh, out, inbound, &mut wbuf, &mut awaiting_suback, item)?;
                 for _ in 0..DRAIN_BATCH {
                     match conn.rx.try_recv() {
                         Ok(item) => handle(
                             sh,
                             out,
-                            &mut inbound,
+                            inbound,
                             &mut wbuf,
                             &mut awaiting_suback,
                             Some(item),
@@ -546,7 +580,9 @@ fn handle_inbound(
         Ok(outcome) => {
             inbound::count(&sh.status, sh.name(), &outcome);
             if let Some((kind, pkid)) = ack {
-                if std::env::var_os("TRACE_IN").is_some() { eprintln!("IN ACK {kind:?} {pkid}"); }
+                if std::env::var_os("TRACE_IN").is_some() {
+                    eprintln!("IN ACK {kind:?} {pkid}");
+                }
                 encode::ack(kind, pkid, wbuf);
             }
             Ok(())
