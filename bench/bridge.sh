@@ -174,7 +174,7 @@ reconnect_max = "1s"
 local = "bench/#"
 qos = 1
 CONF
-    "${PIN_BROKER[@]}" "$ROOT/target/release/gateway" --config "$dir/gateway.toml" run \
+    "${PIN_BROKER[@]}" "$ROOT/target/release/gateway" run --config "$dir/gateway.toml" \
         >"$dir/gateway.log" 2>&1 &
     STARTED_PID=$!
     STARTED_PIDS+=("$STARTED_PID")

@@ -154,6 +154,9 @@ start_gateway() {
     while [[ "$http" == "$BROKER_PORT" ]]; do http="$(free_port)"; done
     while [[ "$admin" == "$BROKER_PORT" || "$admin" == "$http" ]]; do admin="$(free_port)"; done
     mkdir -p "$dir/data"
+    # A subscriber that falls behind catches up from history, so history is the gateway's
+    # queue: give it the depth Mosquitto gets from max_queued_messages above.
+    GATEWAY__HISTORY__MAX_MESSAGES=1000000 \
     "${BROKER_PIN[@]}" "$ROOT/target/release/gateway" run \
         --data-dir "$dir/data" \
         --mqtt "127.0.0.1:$BROKER_PORT" \

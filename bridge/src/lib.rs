@@ -22,7 +22,10 @@
 //! - **Inbound.** The bridge keeps a persistent session at the remote (clean session off; MQTT
 //!   5 session expiry) and acknowledges a message only after the sink stored it durably, in
 //!   arrival order. QoS 2 messages are de-duplicated, so they are stored once even when the
-//!   remote sends them again after a reconnect.
+//!   remote sends them again after a reconnect. (A remote that restarts and forgets which
+//!   exchanges had finished can still deliver a message twice: Mosquitto 2.0 restarts its
+//!   unfinished QoS 2 deliveries from PUBLISH after its own restart, also those the bridge
+//!   had already completed.)
 //! - **Loop prevention.** A message that came in through a bridge carries the origin
 //!   `bridge:<name>` and is never sent back out by that bridge. Towards an MQTT 5 remote the
 //!   bridge subscribes with no-local and tags what it publishes with the user property
@@ -45,13 +48,15 @@
 //! - [`options`]: [`BridgeOptions`] and their checks. [`mapping`]: rules and templates.
 //! - [`Bridge`] (`runner.rs`): start, status, stop; reconnects with `backoff.rs`.
 //! - `session.rs`: one connection's loop. `outbound.rs`: the in-flight window and the
-//!   cursor. `inbound.rs`: acknowledging after storage, de-duplication, loop checks.
+//!   cursor; `feed.rs`: reading the source into it. `inbound.rs`: acknowledging after
+//!   storage, de-duplication, loop checks.
 //! - `conn.rs`: TCP/TLS and the CONNECT handshake. [`tls`]: rustls from PEM files.
 //!   [`wire`]: decoding and encoding MQTT packets. [`status`]: state and counters.
 #![warn(missing_docs)]
 
 mod backoff;
 mod conn;
+mod feed;
 mod inbound;
 pub mod mapping;
 pub mod message;

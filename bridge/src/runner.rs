@@ -4,10 +4,11 @@
 
 use crate::backoff::Backoff;
 use crate::conn::{self, ConnError};
+use crate::feed::{Limits, Outbound};
 use crate::inbound::{InboundConfig, SessionRecord};
 use crate::options::BridgeOptions;
 use crate::outbound::Window;
-use crate::session::{self, Limits, Outbound, Shared};
+use crate::session::{self, Shared};
 use crate::sink::BridgeSink;
 use crate::source::BridgeSource;
 use crate::status::{Counters, Snapshot, State, Status};

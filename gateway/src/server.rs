@@ -122,6 +122,7 @@ impl Gateway {
             })?;
         let dyn_log: Arc<dyn MessageLog> = log.clone();
         let broker = Broker::start(dyn_log.clone(), feed, config.mqtt.clone());
+        crate::mqtt::schedule_stored_expiries(&broker);
         // Before the listeners accept anything, so a new bridge's cursor starts before the
         // first message it should forward.
         let bridges = Arc::new(Bridges::start(
@@ -163,6 +164,7 @@ impl Gateway {
             log: dyn_log,
             embedded: Some(log.clone()),
             broker: broker.clone(),
+            bridges: bridges.clone(),
         });
         admin_task.spawn(serve_logged(
             "admin",

@@ -96,13 +96,16 @@ qos = 1
     assert_eq!(p.topic, "cmd/valve/open");
     assert_eq!(&p.payload[..], b"1");
 
-    let s = wait_status(gw.http_addr(), "site", PATIENCE, "counters", |s| {
-        counter(s, "forwarded_out") == 1 && counter(s, "forwarded_in") == 1
+    // The cursor also passes over messages no out rule takes (here the inbound one), so an
+    // idle bridge shows no lag.
+    let s = wait_status(gw.http_addr(), "site", PATIENCE, "counters, no lag", |s| {
+        counter(s, "forwarded_out") == 1
+            && counter(s, "forwarded_in") == 1
+            && counter(s, "lag") == 0
     })
     .await;
     assert_eq!(s["protocol"], protocol);
     assert_eq!(s["remote"], m.address());
-    assert_eq!(counter(&s, "lag"), 0, "{s:#}");
     publisher.disconnect().await;
     local.disconnect().await;
     remote.disconnect().await;

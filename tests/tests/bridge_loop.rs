@@ -146,7 +146,14 @@ remote = "loop/#"
             .await
             .is_none()
     );
-    let s = status(gw.http_addr(), "both").await;
+    let s = wait_status(gw.http_addr(), "both", PATIENCE, "settled", |s| {
+        counter(s, "forwarded_out") >= 2
+            && match protocol {
+                "5" => counter(s, "forwarded_in") >= 1,
+                _ => counter(s, "loops_prevented") >= 3,
+            }
+    })
+    .await;
     assert_eq!(counter(&s, "forwarded_out"), 2, "a and end: {s:#}");
     match protocol {
         "5" => assert_eq!(counter(&s, "forwarded_in"), 1, "b: {s:#}"),

@@ -281,3 +281,34 @@ async fn offline_backlog_is_bounded_keeping_the_newest() {
     assert_eq!(got, vec![7, 8, 9, 10, 11], "the newest five, in order");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_burst_larger_than_one_write_is_delivered_without_waiting_for_more() {
+    let gw = GatewayHarness::new().start().await;
+    let (mut sub, _) = V4::connect(v4_options(gw.mqtt_addr(), "burst-sub")).await;
+    sub.subscribe("burst/#", QoS::AtMostOnce).await;
+    let (publ, _) = V4::connect(v4_options(gw.mqtt_addr(), "burst-pub")).await;
+    // About 1 MB in one burst, many times the connection's write batch; then silence.
+    let n = 5_000u32;
+    for i in 0..n {
+        let mut payload = i.to_be_bytes().to_vec();
+        payload.resize(200, 0);
+        publ.client
+            .publish("burst/x", QoS::AtMostOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    let mut next = 0u32;
+    while next < n {
+        let p = sub
+            .try_next_publish(Duration::from_secs(3))
+            .await
+            .unwrap_or_else(|| panic!("stalled after {next} of {n} messages"));
+        assert_eq!(
+            u32::from_be_bytes([p.payload[0], p.payload[1], p.payload[2], p.payload[3]]),
+            next
+        );
+        next += 1;
+    }
+    gw.stop().await;
+}

@@ -492,3 +492,28 @@ async fn shared_qos0_encoding_is_per_protocol_version() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn session_expiry_counts_on_across_a_restart() {
+    let gw = GatewayHarness::new().start().await;
+    let mut o = v5_options(gw.mqtt_addr(), "short-lived");
+    let mut cp = ConnectProperties::new();
+    cp.session_expiry_interval = Some(2);
+    o.set_connect_properties(cp);
+    o.set_clean_start(false);
+    let (c, _) = V5::connect(o).await;
+    c.disconnect().await;
+    let gw = gw.restart().await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let mut o = v5_options(gw.mqtt_addr(), "short-lived");
+    let mut cp = ConnectProperties::new();
+    cp.session_expiry_interval = Some(2);
+    o.set_connect_properties(cp);
+    o.set_clean_start(false);
+    let (_c, ack) = V5::connect(o).await;
+    assert!(
+        !ack.session_present,
+        "the restored timer ended the session while offline"
+    );
+    gw.stop().await;
+}

@@ -11,6 +11,8 @@
 
 mod sink;
 mod source;
+#[cfg(test)]
+mod tests;
 
 pub use sink::LogSink;
 pub use source::LogSource;

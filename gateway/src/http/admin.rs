@@ -31,6 +31,8 @@ pub struct AdminState {
     pub embedded: Option<Arc<EmbeddedLog>>,
     /// The broker, for its client count.
     pub broker: Arc<Broker>,
+    /// The bridges to remote brokers, for their state and counters.
+    pub bridges: Arc<crate::bridges::Bridges>,
 }
 
 /// The admin router.
@@ -132,5 +134,6 @@ pub fn render(s: &AdminState) -> String {
         "MQTT over WebSocket (/mqtt) connections accepted since start.",
         s.stats.mqtt_ws_total.load(Ordering::Relaxed).to_string(),
     );
+    s.bridges.render_metrics(&mut out);
     out
 }

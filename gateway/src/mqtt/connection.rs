@@ -168,7 +168,9 @@ pub(super) async fn run<R, W>(
                 break close;
             }
             let can_read = c.appends.len() < MAX_PENDING_APPENDS;
-            let catch_up = c.mode == Mode::CatchUp && c.pending.is_empty();
+            // More to deliver right now (the last pass stopped at the write batch size):
+            // go round again after the write instead of waiting for the next event.
+            let more = c.has_work();
             let save_due = c.session.is_persistent() && c.session.dirty;
             tokio::select! {
                 biased;
@@ -195,7 +197,7 @@ pub(super) async fn run<R, W>(
                     }
                 }
                 _ = c.outbox.notified() => {}
-                _ = std::future::ready(()), if catch_up => {}
+                _ = std::future::ready(()), if more => {}
                 _ = sleep_until_opt(deadline) => break Close::KeepAliveTimeout,
                 _ = tokio::time::sleep_until(next_save), if save_due => {
                     next_save = Instant::now() + SAVE_EVERY;

@@ -17,6 +17,7 @@ mod convert;
 mod inbound;
 mod outbound;
 mod resume;
+pub use resume::schedule_stored_expiries;
 pub mod session;
 
 use crate::broker::Broker;

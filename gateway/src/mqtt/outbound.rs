@@ -40,6 +40,15 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
         )
     }
 
+    /// True when `pump` could move something into the write buffer now: a pending delivery
+    /// the window admits, history to read, or deliveries waiting in the outbox.
+    pub(super) fn has_work(&self) -> bool {
+        match self.pending.front() {
+            Some(head) => !head.qos.is_reliable() || self.session.inflight.len() < self.window(),
+            None => self.mode == Mode::CatchUp || !self.outbox.is_empty(),
+        }
+    }
+
     /// Moves deliveries into the write buffer as far as the window and batch size allow,
     /// refilling from the outbox or the store.
     pub(super) fn pump(&mut self) {

@@ -109,3 +109,35 @@ fn bound_backlog(broker: &Broker, client_id: &str, session: &mut Session) {
         }
     }
 }
+
+/// At start-up: every stored session with a finite expiry gets its timer again, counting from
+/// when its client went offline (sessions past their expiry are removed at once).
+pub fn schedule_stored_expiries(broker: &std::sync::Arc<Broker>) {
+    let records = match broker.log.session_list() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list stored sessions for their expiry");
+            return;
+        }
+    };
+    let now = crate::core::message::now_ms();
+    let mut scheduled = 0usize;
+    for (client_id, bytes) in records {
+        if client_id.starts_with('\0') {
+            continue; // internal records (bridge cursors)
+        }
+        let Some((expiry, offline_since)) = Session::saved_expiry(&bytes) else {
+            continue;
+        };
+        if expiry == u32::MAX {
+            continue;
+        }
+        let ends_at = offline_since.saturating_add(u64::from(expiry) * 1000);
+        let left = std::time::Duration::from_millis(ends_at.saturating_sub(now));
+        broker.schedule_expiry(&client_id, left);
+        scheduled += 1;
+    }
+    if scheduled > 0 {
+        tracing::info!(sessions = scheduled, "session expiry timers restored");
+    }
+}

@@ -21,6 +21,8 @@ pub async fn list(State(hub): State<Arc<StreamHub>>) -> Result<Json<Value>, ApiE
     let records = log.session_list().map_err(StreamError::from)?;
     let sessions: Vec<Value> = records
         .iter()
+        // Keys starting with NUL are internal records (bridge cursors), not MQTT sessions.
+        .filter(|(id, _)| !id.starts_with('\0'))
         .map(|(id, bytes)| {
             let connected = hub.broker.presence.is_present(MemberKind::Mqtt, id);
             match Session::restore(bytes, epoch) {
