@@ -108,6 +108,12 @@ async fn run(transport: &str) {
     // 2. More while the page reconnects.
     publish(&mut dev, 100..200).await;
     dev.disconnect().await;
+    // The page is back (it received messages published after the cut) before the restart,
+    // so the restart cuts a live connection again.
+    assert!(
+        wait_progress(&mut lines, &mut log, 150).await.is_none(),
+        "the page finished early"
+    );
     // 3. Restart the gateway under the page, and publish the rest while it comes back.
     let gw = gw.restart().await;
     proxy.retarget(gw.http_addr());
