@@ -192,39 +192,46 @@ impl Broker {
                 .spawn(async move { publish_will(&broker, &client, will).await });
             return;
         }
-        let token = CancellationToken::new();
-        if let Some(old) = self
-            .wills
-            .lock()
-            .insert(client_id.to_owned(), token.clone())
-        {
-            old.cancel();
-        }
-        let broker = self.clone();
-        let client = client_id.to_owned();
-        self.tracker.spawn(async move {
-            tokio::select! {
-                _ = token.cancelled() => return,
-                _ = broker.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            {
-                let mut wills = broker.wills.lock();
-                if token.is_cancelled() {
-                    return;
-                }
-                wills.remove(&client);
-            }
-            broker.presence.mqtt_will_published(&client);
-            publish_will(&broker, &client, will).await;
-        });
+        self.spawn_timer(
+            |b| &b.wills,
+            client_id,
+            delay,
+            move |broker, client| async move {
+                broker.presence.mqtt_will_published(&client);
+                publish_will(&broker, &client, will).await;
+            },
+        );
     }
 
     /// Deletes the stored session of an offline client after `after`, unless it reconnects.
     pub fn schedule_expiry(self: &Arc<Self>, client_id: &str, after: Duration) {
+        self.spawn_timer(|b| &b.expiries, client_id, after, |broker, client| async move {
+            if broker.clients.lock().contains_key(&client) {
+                return;
+            }
+            if let Err(e) = broker.log.session_delete(&client).await {
+                tracing::warn!(client_id = %client, error = %e, "could not delete expired session");
+            } else {
+                tracing::info!(client_id = %client, "session expired");
+            }
+        });
+    }
+
+    /// Runs `fire` for `client_id` after `after`, unless the timer is cancelled first (a
+    /// reconnect cancels every entry of `table` for its client id; a newer timer in the same
+    /// table replaces this one) or the broker shuts down.
+    fn spawn_timer<F, Fut>(
+        self: &Arc<Self>,
+        table: fn(&Broker) -> &Mutex<HashMap<String, CancellationToken>>,
+        client_id: &str,
+        after: Duration,
+        fire: F,
+    ) where
+        F: FnOnce(Arc<Broker>, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let token = CancellationToken::new();
-        if let Some(old) = self
-            .expiries
+        if let Some(old) = table(self)
             .lock()
             .insert(client_id.to_owned(), token.clone())
         {
@@ -239,19 +246,13 @@ impl Broker {
                 _ = tokio::time::sleep(after) => {}
             }
             {
-                let mut exp = broker.expiries.lock();
+                let mut entries = table(&broker).lock();
                 if token.is_cancelled() {
                     return;
                 }
-                exp.remove(&client);
+                entries.remove(&client);
             }
-            if !broker.clients.lock().contains_key(&client) {
-                if let Err(e) = broker.log.session_delete(&client).await {
-                    tracing::warn!(client_id = %client, error = %e, "could not delete expired session");
-                } else {
-                    tracing::info!(client_id = %client, "session expired");
-                }
-            }
+            fire(broker, client).await;
         });
     }
 
