@@ -30,6 +30,8 @@ export interface Message {
 export interface Reset {
   op: "reset";
   filter: string;
+  /** The one channel of the filter that lost messages; absent when any may have. */
+  channel?: string;
   reason: "retention" | "epoch";
   from: Position;
   to: Position | null;

@@ -331,7 +331,10 @@ export class GatewayClient {
       }
       case "reset": {
         const sub = this._subs.get(f.filter);
-        if (sub) sub.lastPos = null;
+        // An epoch change moves the resume point into the new epoch, past what is gone. A
+        // retention reset leaves it: messages after it still follow, and resuming from the
+        // old point cannot miss them.
+        if (sub && f.reason === "epoch" && f.to) sub.lastPos = f.to;
         this._emit("reset", f);
         break;
       }

@@ -151,7 +151,7 @@ impl Gateway {
             stats: stats.clone(),
             tasks: tasks.clone(),
             max_packet_size: config.mqtt.max_packet_size,
-            hub,
+            hub: hub.clone(),
         })
         .merge(http::bridges::router(bridges.clone()));
         tasks.spawn(serve_logged("http", http_l, http_app, accept_stop.clone()));
@@ -165,6 +165,7 @@ impl Gateway {
             embedded: Some(log.clone()),
             broker: broker.clone(),
             bridges: bridges.clone(),
+            hub,
         });
         admin_task.spawn(serve_logged(
             "admin",

@@ -97,6 +97,11 @@ impl TestGateway {
         self.gw.http_addr()
     }
 
+    /// The bound admin address (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.gw.admin_addr()
+    }
+
     /// The data directory in use.
     pub fn data_dir(&self) -> PathBuf {
         self.config.data.dir.clone()

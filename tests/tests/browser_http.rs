@@ -235,3 +235,92 @@ async fn long_poll_continues_with_position() {
     assert_eq!((s, r["code"].clone()), (400, json!("bad_position")));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_open_browser_connections_by_transport() {
+    let gw = GatewayHarness::new().start().await;
+    let gauge = |body: &str, transport: &str| -> Option<u64> {
+        let name = format!("gateway_browser_connections{{transport=\"{transport}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let metrics = e2e_tests::http::request(gw.admin_addr(), "GET", "/metrics", None, &[]).await;
+    assert_eq!(gauge(&metrics.body, "ws"), Some(0), "{}", metrics.body);
+    let ws = e2e_tests::ws::WsClient::connect(gw.http_addr(), "").await;
+    let mut sse = SseReader::open(gw.http_addr(), "/sse?filter=t", None).await;
+    sse.next_event().await;
+    let metrics = e2e_tests::http::request(gw.admin_addr(), "GET", "/metrics", None, &[]).await;
+    assert_eq!(
+        (
+            gauge(&metrics.body, "ws"),
+            gauge(&metrics.body, "sse"),
+            gauge(&metrics.body, "poll")
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{}",
+        metrics.body
+    );
+    drop((ws, sse));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn allowed_origins_answer_cors_and_gate_websocket_upgrades() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let gw = GatewayHarness::new()
+        .with_config(|c| c.browser.allowed_origins = vec!["https://dash.example.com".into()])
+        .start()
+        .await;
+    let http = gw.http_addr();
+    let preflight = |origin: &'static str| {
+        let headers = [
+            ("Origin", origin),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ];
+        async move { e2e_tests::http::request(http, "OPTIONS", "/api/v1/publish", None, &headers).await }
+    };
+    let ok = preflight("https://dash.example.com").await;
+    assert!(ok.status < 300, "{}", ok.status);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://dash.example.com")
+    );
+    let other = preflight("https://evil.example.net").await;
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    let get = e2e_tests::http::request(
+        http,
+        "GET",
+        "/api/v1/channels",
+        None,
+        &[("Origin", "https://dash.example.com")],
+    )
+    .await;
+    assert_eq!(get.status, 200);
+    assert_eq!(
+        get.header("access-control-allow-origin"),
+        Some("https://dash.example.com")
+    );
+
+    let upgrade = |origin: Option<&'static str>| async move {
+        let mut req = format!("ws://{http}/ws")
+            .into_client_request()
+            .expect("request");
+        if let Some(o) = origin {
+            req.headers_mut()
+                .insert("origin", o.parse().expect("header value"));
+        }
+        tokio_tungstenite::connect_async(req).await.map(|_| ())
+    };
+    assert!(upgrade(Some("https://dash.example.com")).await.is_ok());
+    assert!(
+        upgrade(None).await.is_ok(),
+        "clients without an Origin are let in"
+    );
+    match upgrade(Some("https://evil.example.net")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a foreign origin is refused, got {other:?}"),
+    }
+    gw.stop().await;
+}

@@ -305,3 +305,78 @@ async fn reset_names_what_retention_evicted_and_the_epoch_change() {
     assert_eq!(early[0]["from"], json!(foreign.replace("-3", "-4")));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn wildcard_resume_names_the_one_channel_retention_trimmed_and_keeps_the_others() {
+    let gw = GatewayHarness::new()
+        .with_config(|c| c.history.max_messages = 5)
+        .start()
+        .await;
+    let mut ws = WsClient::connect(gw.http_addr(), "").await;
+    ws.subscribe("w/#", json!({})).await;
+    mqtt_numbers(gw.mqtt_addr(), "dev", 0..1, |_| "w/quiet".into()).await;
+    let mut notices = Vec::new();
+    let seen = ws.msgs(1, &mut notices).await;
+    let last = seen[0]["pos"].as_str().expect("pos").to_owned();
+    drop(ws);
+    // While the dashboard is away, one channel overflows its history; the quiet channel
+    // keeps its first message, so the log as a whole still reaches back past `last`.
+    mqtt_numbers(gw.mqtt_addr(), "dev", 100..140, |_| "w/hot".into()).await;
+    mqtt_numbers(gw.mqtt_addr(), "dev", 1..2, |_| "w/quiet".into()).await;
+
+    let mut again = WsClient::connect(gw.http_addr(), "").await;
+    let (ok, early) = again.subscribe("w/#", json!({"since": last})).await;
+    assert_eq!(ok["op"], "ok", "{ok}");
+    let mut frames = early;
+    while !frames.iter().any(|f| f["op"] == "msg" && f["data"] == 1) {
+        frames.push(again.next().await);
+    }
+    let resets: Vec<&serde_json::Value> = frames.iter().filter(|f| f["op"] == "reset").collect();
+    assert_eq!(
+        resets.len(),
+        1,
+        "one reset, for the trimmed channel: {frames:?}"
+    );
+    let reset = resets[0];
+    assert_eq!(
+        (&reset["filter"], &reset["channel"], &reset["reason"]),
+        (&json!("w/#"), &json!("w/hot"), &json!("retention"))
+    );
+    let seq_of = |p: &serde_json::Value| -> u64 {
+        let s = p.as_str().expect("position");
+        s.split_once('-')
+            .expect("epoch-seq")
+            .1
+            .parse()
+            .expect("seq")
+    };
+    let last_seq = seq_of(&json!(last));
+    assert_eq!(seq_of(&reset["from"]), last_seq + 1);
+    let msgs: Vec<serde_json::Value> = frames
+        .iter()
+        .filter(|f| f["op"] == "msg")
+        .cloned()
+        .collect();
+    let got = numbers(&msgs);
+    // The newest hot messages the channel kept, in order, then the quiet one: nothing of the
+    // quiet channel is lost, and of the hot channel only what the reset names.
+    // (Count retention trims in steps as batches commit, so how many it keeps varies.)
+    let hot = &got[..got.len() - 1];
+    assert!((5..40).contains(&hot.len()), "{got:?}");
+    let expected: Vec<i64> = (140 - hot.len() as i64..140).collect();
+    assert_eq!(hot, &expected[..]);
+    assert_eq!(got.last(), Some(&1));
+    assert_eq!(
+        seq_of(&reset["to"]) + 1,
+        seq_of(&msgs[0]["pos"]),
+        "the reset ends right before the oldest hot message kept"
+    );
+
+    // REST history says the same.
+    let path = format!("/api/v1/history?filter=w/%23&since={last}&limit=100");
+    let (status, body) = e2e_tests::http::get_json(gw.http_addr(), &path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["resets"][0]["channel"], "w/hot", "{body}");
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(msgs.len()));
+    gw.stop().await;
+}

@@ -34,6 +34,11 @@ pub struct BrowserConfig {
     /// Longest a long-poll request (`/poll`) waits for a message before answering empty.
     #[serde(deserialize_with = "duration::deserialize")]
     pub poll_timeout: Duration,
+    /// Web origins (`scheme://host[:port]`) whose pages may use the browser transports and
+    /// the REST API: CORS answers for `/sse`, `/poll` and `/api/v1`, and the `Origin` check
+    /// of `/ws` upgrades (a browser sends one; other clients usually do not and are let in).
+    /// `"*"` allows every origin.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for BrowserConfig {
@@ -48,6 +53,7 @@ impl Default for BrowserConfig {
             heartbeat: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
             poll_timeout: Duration::from_secs(25),
+            allowed_origins: vec!["*".into()],
         }
     }
 }
@@ -86,6 +92,17 @@ impl BrowserConfig {
                 return Err(invalid(field, "must be longer than 0, e.g. \"15s\""));
             }
         }
+        for o in &self.allowed_origins {
+            if o != "*" && !is_origin(o) {
+                return Err(invalid(
+                    "allowed_origins",
+                    &format!(
+                        "{o:?} is not an origin; write \"*\" or scheme://host[:port], e.g. \
+                         \"https://dashboard.example.com\" (no path, no trailing slash)"
+                    ),
+                ));
+            }
+        }
         if self.idle_timeout <= self.heartbeat {
             return Err(invalid(
                 "idle_timeout",
@@ -95,4 +112,22 @@ impl BrowserConfig {
         }
         Ok(())
     }
+
+    /// True when a page from `origin` (an `Origin` header value) may connect.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// `scheme://host[:port]` with an http(s) scheme, a non-empty host and nothing after it.
+fn is_origin(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', ' '])
+        && rest.parse::<axum::http::uri::Authority>().is_ok()
 }

@@ -201,6 +201,25 @@ fn validation_names_the_field() {
     let mut c = Config::default();
     c.admin.listen = c.mqtt.listen.clone();
     assert_eq!(invalid_field(&c), "admin.listen");
+
+    for bad in [
+        "dash.example.com",
+        "https://dash.example.com/",
+        "ftp://x",
+        "https://",
+    ] {
+        let mut c = Config::default();
+        c.browser.allowed_origins = vec![bad.into()];
+        assert_eq!(invalid_field(&c), "browser.allowed_origins", "{bad}");
+    }
+    let mut c = Config::default();
+    c.browser.allowed_origins = vec![
+        "https://dash.example.com".into(),
+        "http://localhost:5173".into(),
+    ];
+    assert!(c.validate().is_ok());
+    assert!(c.browser.origin_allowed("http://localhost:5173"));
+    assert!(!c.browser.origin_allowed("http://localhost:5174"));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //!   that and from the moment shutdown begins (readiness: stop sending traffic here).
 //! - `/metrics` is the Prometheus text format. It reports only what the gateway actually
 //!   measures: uptime, readiness, the log's epoch, sequence numbers and fsyncs, connected MQTT
-//!   clients and `/mqtt` WebSocket connections.
+//!   clients, `/mqtt` WebSocket connections, browser connections per transport, bridges.
 
 use super::Stats;
 use crate::broker::Broker;
@@ -33,6 +33,8 @@ pub struct AdminState {
     pub broker: Arc<Broker>,
     /// The bridges to remote brokers, for their state and counters.
     pub bridges: Arc<crate::bridges::Bridges>,
+    /// The browser side, for its open connections.
+    pub hub: Arc<crate::stream::StreamHub>,
 }
 
 /// The admin router.
@@ -134,6 +136,19 @@ pub fn render(s: &AdminState) -> String {
         "MQTT over WebSocket (/mqtt) connections accepted since start.",
         s.stats.mqtt_ws_total.load(Ordering::Relaxed).to_string(),
     );
+    let open = &s.hub.open;
+    let _ = write!(
+        out,
+        "# HELP gateway_browser_connections Browser connections open now, by transport \
+         (poll: requests waiting).\n# TYPE gateway_browser_connections gauge\n"
+    );
+    for (transport, n) in [("ws", &open.ws), ("sse", &open.sse), ("poll", &open.poll)] {
+        let _ = writeln!(
+            out,
+            "gateway_browser_connections{{transport=\"{transport}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
     s.bridges.render_metrics(&mut out);
     out
 }

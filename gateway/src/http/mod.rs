@@ -102,11 +102,13 @@ pub fn router(state: HttpState) -> Router {
             hub: hub.clone(),
             tasks: state.tasks.clone(),
         });
+    let cors = cors_layer(&hub.config);
     let browser = Router::new()
         .route("/sse", get(crate::sse::handler))
         .route("/poll", get(poll::handler))
         .with_state(hub.clone())
-        .nest("/api/v1", api::router(hub));
+        .nest("/api/v1", api::router(hub))
+        .layer(cors);
     Router::new()
         .route("/", get(index))
         .route("/mqtt", get(mqtt_ws::upgrade))
@@ -115,6 +117,32 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
         .merge(ws)
         .merge(browser)
+}
+
+/// CORS for the browser routes: the configured origins may read answers and send JSON, with
+/// the headers the protocol uses; preflights are cached for an hour.
+fn cors_layer(config: &crate::config::BrowserConfig) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origin = if config.allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            config
+                .allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// What `GET /` says.

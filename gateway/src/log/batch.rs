@@ -212,6 +212,12 @@ impl Batch<'_> {
                 limit,
             ) {
                 Ok(ev) if ev.removed > 0 => {
+                    if let Some(last) = ev.last_removed {
+                        // Marks are raised before the commit; see `trims`.
+                        if let Err(e) = self.state.trims.raise(store, &mut self.wb, ch, last) {
+                            tracing::warn!(%e, channel = %ch, "log: trim mark not recorded");
+                        }
+                    }
                     trimmed.insert(ch.clone(), ev);
                 }
                 Ok(_) => {}

@@ -49,6 +49,7 @@ impl Default for LogOptions {
 pub struct EmbeddedLog {
     pub(super) store: Store,
     epoch: u64,
+    trims: Arc<super::trims::TrimMarks>,
     shared: Arc<Shared>,
     /// Unbounded so that [`MessageLog::submit`] can queue without waiting; every request
     /// has a caller awaiting its answer, which bounds what can be queued.
@@ -82,6 +83,7 @@ impl EmbeddedLog {
             .first
             .store(state.history.lowest().unwrap_or(0), Ordering::Release);
         let epoch = state.epoch;
+        let trims = state.trims.clone();
         tracing::info!(
             dir = %dir.display(),
             epoch,
@@ -100,6 +102,7 @@ impl EmbeddedLog {
         let log = EmbeddedLog {
             store,
             epoch,
+            trims,
             shared,
             tx,
             writer: parking_lot::Mutex::new(Some(handle)),
@@ -189,6 +192,14 @@ impl MessageLog for EmbeddedLog {
     async fn forget_dedupe(&self, key: DedupeKey) -> Result<(), LogError> {
         self.done(|reply| Request::ForgetDedupe { key, reply })
             .await
+    }
+
+    fn trimmed_after(&self, filter: &str, after: u64) -> Vec<(String, u64)> {
+        self.trims.after(filter, after)
+    }
+
+    fn trim_generation(&self) -> u64 {
+        self.trims.generation()
     }
 
     fn read(&self, from_seq: u64, max: usize) -> Result<Vec<Arc<StoredMessage>>, LogError> {

@@ -15,6 +15,7 @@
 //! - `writer.rs`: the writer task: drain, commit, release, answer.
 //! - `batch.rs`: one group commit.
 //! - `retention.rs`: history trimming by count and age, de-duplication TTL, retained expiry.
+//! - `trims.rs`: per-channel marks of what retention removed, for exact `reset`s.
 
 use crate::core::{Message, StoredMessage};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ mod state;
 mod store;
 #[cfg(test)]
 mod tests;
+mod trims;
 mod writer;
 
 pub use embedded::{EmbeddedLog, LogOptions};
@@ -117,6 +119,19 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// Removes a de-duplication key (MQTT PUBREL finishes a QoS 2 exchange). Durable on return.
     async fn forget_dedupe(&self, key: DedupeKey) -> Result<(), LogError>;
+
+    /// Channels matching `filter` (a valid, non-shared MQTT filter) from which retention
+    /// removed messages with `seq > after`, each with the highest sequence number removed
+    /// from it, sorted by channel. Retention removes a channel's oldest messages first, so a
+    /// reader that had everything of such a channel up to `after` has lost `after+1 ..= mark`
+    /// of it. Channels whose removals all lie below [`MessageLog::first_seq`] may be left out:
+    /// that global check covers them.
+    fn trimmed_after(&self, filter: &str, after: u64) -> Vec<(String, u64)>;
+
+    /// Changes when retention removes messages. A reader that reads the same value before
+    /// and after reading history knows the read did not race with a removal; when it
+    /// differs, [`MessageLog::trimmed_after`] tells what the reader may have missed.
+    fn trim_generation(&self) -> u64;
 
     /// Up to `max` released messages with `seq >= from_seq`, ascending.
     fn read(&self, from_seq: u64, max: usize) -> Result<Vec<Arc<StoredMessage>>, LogError>;

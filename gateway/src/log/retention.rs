@@ -50,6 +50,8 @@ pub struct Evicted {
     /// The channel's oldest entry left in the store, `None` when none is left. (Entries of the
     /// write batch being built are not in the store yet.)
     pub next_head: Option<u64>,
+    /// The highest sequence number deleted, if any was.
+    pub last_removed: Option<u64>,
 }
 
 /// Deletes the oldest history entries of `channel`, whose oldest entry is `head`, into `wb`:
@@ -75,6 +77,7 @@ pub fn evict_head(
     let start = range.start().clone();
     let mut removed = 0u64;
     let mut next_head = None;
+    let mut last_removed = None;
     for g in store.chan.range(range) {
         let (k, v) = g
             .into_inner()
@@ -95,8 +98,13 @@ pub fn evict_head(
         wb.remove(&store.chan, k);
         wb.remove(&store.msgs, keys::seq_key(seq));
         removed += 1;
+        last_removed = Some(seq);
     }
-    Ok(Evicted { removed, next_head })
+    Ok(Evicted {
+        removed,
+        next_head,
+        last_removed,
+    })
 }
 
 #[cfg(test)]
@@ -116,6 +124,10 @@ fn probe_visit(store: &Store, first: bool, at_start: bool) {
 /// losing one in a crash only means it is repeated.
 pub fn sweep(state: &mut WriterState, now_ms: u64) -> Result<SweepReport, LogError> {
     let mut report = SweepReport::default();
+    if let Some(lowest) = state.history.lowest() {
+        // `lowest` is already published as `first_seq`, which covers every mark below it.
+        state.trims.prune_below(&state.store, lowest)?;
+    }
     let mut channels: Vec<(String, u64, u64)> = state
         .history
         .iter()
@@ -139,10 +151,14 @@ pub fn sweep(state: &mut WriterState, now_ms: u64) -> Result<SweepReport, LogErr
             let ev = evict_head(&state.store, &mut wb, &ch, head, over, too_old, CHUNK)?;
             over = over.saturating_sub(ev.removed);
             report.evicted += ev.removed;
+            if let Some(last) = ev.last_removed {
+                state.trims.raise(&state.store, &mut wb, &ch, last)?;
+            }
             if ev.removed > 0 {
                 let t = trimmed.entry(ch.clone()).or_insert(Evicted {
                     removed: 0,
                     next_head: None,
+                    last_removed: None,
                 });
                 t.removed += ev.removed;
                 t.next_head = ev.next_head;

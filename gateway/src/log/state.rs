@@ -7,6 +7,7 @@ use super::keys;
 use super::store::{
     self, FORMAT_VERSION, META_EPOCH, META_FORMAT, META_RESERVED, Store, storage_err,
 };
+use super::trims::TrimMarks;
 use crate::core::namespace::NamespaceRules;
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct WriterState {
     /// Per-channel counts and heads, and the lowest sequence number in history (rebuilt at
     /// open), so that retention seeks past what it already deleted.
     pub history: HistoryIndex,
+    /// Per-channel marks of what retention removed, shared with readers.
+    pub trims: Arc<TrimMarks>,
     /// De-duplication keys older than this many milliseconds are forgotten by the sweep.
     pub dedupe_ttl_ms: u64,
     /// No live de-duplication expiry entry is older than this (ms): the TTL sweep starts here
@@ -75,6 +78,7 @@ impl WriterState {
         let reserved = store.meta_get::<u64>(META_RESERVED)?.unwrap_or(0);
         let last = store.last_seq()?.unwrap_or(0).max(reserved);
         let history = index_channels(&store)?;
+        let trims = Arc::new(TrimMarks::load(&store)?);
         Ok(WriterState {
             store,
             rules,
@@ -82,6 +86,7 @@ impl WriterState {
             next_seq: last + 1,
             reserved,
             history,
+            trims,
             dedupe_ttl_ms,
             dedupe_floor_ms: 0,
         })

@@ -11,6 +11,7 @@
 //! | `dedupe` | de-duplication key | postcard [`DedupeRecord`] |
 //! | `dedupe_t` | (created_ms, de-duplication key) | empty (expiry index) |
 //! | `sessions` | client id | the session's state bytes, as given |
+//! | `trims` | channel | postcard `u64`: highest seq retention removed from it (see [`super::trims`]) |
 //!
 //! `reserved` is the highest sequence number the writer may hand out without first making a
 //! higher mark durable; after a crash the log restarts above it, so no number is reused.
@@ -64,6 +65,8 @@ pub struct Store {
     pub dedupe_t: Keyspace,
     /// Persistent MQTT sessions.
     pub sessions: Keyspace,
+    /// Per-channel trim marks.
+    pub trims: Keyspace,
     /// What eviction scans did, for tests that check they never walk deleted entries.
     #[cfg(test)]
     pub probe: Arc<ScanProbe>,
@@ -121,6 +124,7 @@ impl Store {
             dedupe: ks("dedupe")?,
             dedupe_t: ks("dedupe_t")?,
             sessions: ks("sessions")?,
+            trims: ks("trims")?,
             #[cfg(test)]
             probe: Arc::default(),
             db,

@@ -194,6 +194,8 @@ pub fn event(enc: &Encoder, e: &super::Event) -> Utf8Bytes {
 pub struct ResetOut<'a> {
     op: &'static str,
     filter: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
     reason: &'static str,
     from: String,
     to: Option<String>,
@@ -205,6 +207,7 @@ impl<'a> ResetOut<'a> {
         ResetOut {
             op: "reset",
             filter: &r.filter,
+            channel: r.channel.as_deref(),
             reason: r.reason,
             from: r.from.to_string(),
             to: r.to.map(|p| p.to_string()),

@@ -83,6 +83,8 @@ struct Sub {
     /// First sequence number this subscription receives.
     from: u64,
     qos: QoS,
+    /// The log's trim generation when this subscription last checked what retention took.
+    checked_gen: u64,
 }
 
 /// One connection's subscriptions and cursor. Dropping it removes its subscriptions from
@@ -96,6 +98,9 @@ pub struct Stream {
     mode: Mode,
     /// Events decided but not yet taken (resets, retained messages, notices).
     queued: VecDeque<Event>,
+    /// Channel resets already sent, as (filter, channel, last missing seq), so a later check
+    /// does not repeat them; dropped once the cursor is past them.
+    reported: Vec<(String, String, u64)>,
     dropped_total: u64,
     watched: Vec<String>,
     presence_rx: Option<broadcast::Receiver<Arc<PresenceEvent>>>,
@@ -116,6 +121,7 @@ impl Stream {
             cursor,
             mode: Mode::Live,
             queued: VecDeque::new(),
+            reported: Vec::new(),
             dropped_total: 0,
             watched: Vec::new(),
             presence_rx: None,
@@ -186,13 +192,8 @@ impl Stream {
                 },
             );
         }
-        let resolved = match start::resolve(
-            &*self.hub.log,
-            &self.hub.rules,
-            &spec.filter,
-            spec.start,
-            now_ms(),
-        ) {
+        let checked_gen = self.hub.log.trim_generation();
+        let resolved = match start::resolve(&*self.hub.log, &spec.filter, spec.start, now_ms()) {
             Ok(r) => r,
             Err(e) => {
                 if existing.is_none() {
@@ -223,11 +224,13 @@ impl Stream {
             filter: spec.filter.clone(),
             from,
             qos: spec.qos,
+            checked_gen,
         });
         self.mode = Mode::CatchUp;
         self.outbox
             .set_reliable(self.subs.iter().any(|s| s.qos.is_reliable()));
-        if let Some(r) = resolved.reset {
+        for r in resolved.resets {
+            self.note_reported(&r);
             self.queued.push_back(Event::Reset(r));
         }
         for m in retained {
@@ -355,7 +358,9 @@ impl Stream {
                         break;
                     }
                     pages += 1;
-                    let page = self.hub.log.read(self.cursor, PAGE.min(max - out.len()))?;
+                    let before = self.cursor;
+                    let page = self.hub.log.read(before, PAGE.min(max - out.len()))?;
+                    self.check_trims(before, &mut out);
                     if page.is_empty() {
                         self.mode = Mode::Live;
                         continue;
@@ -386,6 +391,46 @@ impl Stream {
             }
         }
         Ok(out)
+    }
+
+    /// After a catch-up read from `before`: when retention ran since a subscription last
+    /// looked, emits a reset for what it removed at or after the cursor (the read cannot
+    /// have returned it), once per channel.
+    fn check_trims(&mut self, before: u64, out: &mut Vec<Event>) {
+        let generation = self.hub.log.trim_generation();
+        if self.subs.iter().all(|s| s.checked_gen == generation) {
+            return;
+        }
+        self.reported.retain(|r| r.2 >= before);
+        for i in 0..self.subs.len() {
+            if self.subs[i].checked_gen == generation {
+                continue;
+            }
+            self.subs[i].checked_gen = generation;
+            let from = before.max(self.subs[i].from);
+            for r in start::lost_from(&*self.hub.log, &self.subs[i].filter, from) {
+                if self.note_reported(&r) {
+                    out.push(Event::Reset(r));
+                }
+            }
+        }
+    }
+
+    /// Remembers a channel reset; false when the same or a wider one was already sent.
+    fn note_reported(&mut self, r: &Reset) -> bool {
+        let Some(channel) = &r.channel else {
+            return true;
+        };
+        let to = r.to.map_or(0, |p| p.seq);
+        if self
+            .reported
+            .iter()
+            .any(|(f, c, t)| f == &r.filter && c == channel && *t >= to)
+        {
+            return false;
+        }
+        self.reported.push((r.filter.clone(), channel.clone(), to));
+        true
     }
 
     /// Advances the cursor over `m` and emits it if a subscription wants it.

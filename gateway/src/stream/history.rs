@@ -3,7 +3,6 @@
 
 use super::StreamError;
 use super::start::{self, Reset};
-use crate::core::namespace::NamespaceRules;
 use crate::core::topic;
 use crate::core::{Position, StoredMessage};
 use crate::log::MessageLog;
@@ -47,18 +46,12 @@ pub struct HistoryPage {
     /// Where the next page starts: pass it as `since` (forward) or `before` (backward).
     /// `None` when there is nothing more.
     pub next: Option<Position>,
-    /// Set when `since` lies before what history still holds.
-    pub reset: Option<Reset>,
+    /// What retention removed after `since` (forward pages), in order.
+    pub resets: Vec<Reset>,
 }
 
-/// Reads one page (`rules` and `now_ms` decide whether `since` lost history, as for
-/// subscriptions).
-pub fn read(
-    log: &dyn MessageLog,
-    rules: &NamespaceRules,
-    q: &HistoryQuery,
-    now_ms: u64,
-) -> Result<HistoryPage, StreamError> {
+/// Reads one page.
+pub fn read(log: &dyn MessageLog, q: &HistoryQuery) -> Result<HistoryPage, StreamError> {
     let epoch = log.epoch();
     if let Some(b) = q.before {
         if b.epoch != epoch {
@@ -68,7 +61,7 @@ pub fn read(
         }
     }
     match q.direction {
-        Direction::Forward => forward(log, rules, q, now_ms),
+        Direction::Forward => forward(log, q),
         Direction::Backward => {
             let before = q.before.map_or(log.released() + 1, |b| b.seq);
             let floor = match q.since {
@@ -87,24 +80,19 @@ pub fn read(
             Ok(HistoryPage {
                 messages: found,
                 next,
-                reset: None,
+                resets: Vec::new(),
             })
         }
     }
 }
 
-fn forward(
-    log: &dyn MessageLog,
-    rules: &NamespaceRules,
-    q: &HistoryQuery,
-    now_ms: u64,
-) -> Result<HistoryPage, StreamError> {
-    let (mut at, reset) = match q.since {
+fn forward(log: &dyn MessageLog, q: &HistoryQuery) -> Result<HistoryPage, StreamError> {
+    let (mut at, resets) = match q.since {
         Some(p) => {
-            let r = start::since(log, rules, &q.filter, p, now_ms)?;
-            (r.from_seq, r.reset)
+            let r = start::since(log, &q.filter, p)?;
+            (r.from_seq, r.resets)
         }
-        None => (log.first_seq(), None),
+        None => (log.first_seq(), Vec::new()),
     };
     let end = q.before.map_or(u64::MAX, |b| b.seq);
     let channel = (!topic::is_wildcard_filter(&q.filter)).then_some(q.filter.as_str());
@@ -144,6 +132,6 @@ fn forward(
     Ok(HistoryPage {
         messages,
         next: if more { last } else { None },
-        reset,
+        resets,
     })
 }

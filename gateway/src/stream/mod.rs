@@ -26,6 +26,8 @@ pub mod publish;
 pub mod query;
 pub mod start;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use engine::{Event, Stream};
 pub use error::StreamError;
@@ -48,8 +50,6 @@ pub struct StreamHub {
     pub config: BrowserConfig,
     /// Topic limits from `[mqtt]`, applied to browser filters and channels too.
     pub limits: TopicLimits,
-    /// History policies, to tell trimmed channels from quiet ones on resume.
-    pub rules: Arc<crate::core::namespace::NamespaceRules>,
     /// Encodes protocol objects; caches `msg` encodings for fan-out.
     pub encoder: encode::Encoder,
     /// Per-channel rates.
@@ -79,7 +79,6 @@ impl StreamHub {
             broker,
             config: config.browser.clone(),
             limits: config.topic_limits(),
-            rules: Arc::new(config.namespace_rules()),
             encoder: encode::Encoder::new(),
             channels,
             open: OpenCounts::default(),

@@ -2,33 +2,30 @@
 //! continuity.
 //!
 //! - `since` continues right after the given position. When the position is from another
-//!   epoch of the log, or retention removed history after it, a [`Reset`] names what is
-//!   missing and the subscription continues from the oldest message still in history.
+//!   epoch of the log, or retention removed history after it, [`Reset`]s name what is
+//!   missing, and the subscription continues with everything still in history.
 //! - `rewind` N walks back through history in growing windows until it has seen the N
 //!   newest messages matching the filter (see [`scan_back`]).
 //! - `rewind_seconds` binary-searches the log by timestamp.
 //!
-//! Detecting lost history: the log tells only the global lowest sequence number it holds
-//! ([`MessageLog::first_seq`]); below it everything is gone, which is a reset for any
-//! filter. Retention also trims single channels (count and age per namespace) while others
-//! keep older messages, so for a plain channel the engine also checks the channel itself:
-//! when its oldest kept message is after the resume point *and* the channel shows signs of
-//! trimming (it holds its namespace's `max_messages`, or the messages around the resume
-//! point are older than its `max_age`), the reset names the range up to that oldest
-//! message. For a wildcard filter only the global check applies (the log has no per-channel
-//! eviction record to consult; see the design notes).
+//! Detecting lost history ([`lost_from`]): below the log's lowest kept sequence number
+//! ([`MessageLog::first_seq`]) everything is gone, which is a reset for any filter. Above it,
+//! retention trims single channels (count and age per namespace) while others keep older
+//! messages; the log's per-channel trim marks ([`MessageLog::trimmed_after`]) say exactly
+//! which channels of a filter lost messages after a position, so a wildcard subscription gets
+//! one reset per such channel and keeps every other channel's messages. The engine repeats
+//! the check while it catches up, whenever retention has run during a read.
 
 use super::StreamError;
 use super::options::Start;
-use crate::core::namespace::NamespaceRules;
 use crate::core::topic;
 use crate::core::{Position, StoredMessage};
 use crate::log::MessageLog;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-/// Most entries of one channel counted to tell whether count retention is trimming it.
-const MAX_COUNT: usize = 100_000;
+/// Most channels one check reports a reset for each; past this, one reset covers the filter.
+pub const MAX_CHANNEL_RESETS: usize = 64;
 
 /// Messages read from the store per step while scanning.
 const PAGE: usize = 512;
@@ -40,6 +37,9 @@ const MAX_SCAN: u64 = 1_000_000;
 pub struct Reset {
     /// The subscription's filter.
     pub filter: String,
+    /// The one channel of the filter that lost messages in the range, when known; `None`:
+    /// every channel of the filter may have.
+    pub channel: Option<String>,
     /// Why: `retention` (history was trimmed) or `epoch` (the log was replaced).
     pub reason: &'static str,
     /// First missing position.
@@ -53,14 +53,13 @@ pub struct Reset {
 pub struct Resolved {
     /// First sequence number the subscription receives.
     pub from_seq: u64,
-    /// Continuity lost before `from_seq`.
-    pub reset: Option<Reset>,
+    /// Continuity lost: what is missing, in order.
+    pub resets: Vec<Reset>,
 }
 
 /// Resolves `start` for `filter` against the log as it is now (`now_ms`: wall clock).
 pub fn resolve(
     log: &dyn MessageLog,
-    rules: &NamespaceRules,
     filter: &str,
     start: Start,
     now_ms: u64,
@@ -68,11 +67,11 @@ pub fn resolve(
     let released = log.released();
     let plain = |from_seq| Resolved {
         from_seq,
-        reset: None,
+        resets: Vec::new(),
     };
     Ok(match start {
         Start::Now => plain(released + 1),
-        Start::Since(p) => return since(log, rules, filter, p, now_ms),
+        Start::Since(p) => return since(log, filter, p),
         Start::Rewind(0) => plain(released + 1),
         Start::Rewind(n) => {
             let found = scan_back(log, filter, released + 1, n, |m| m.pos.seq)?;
@@ -90,21 +89,16 @@ pub fn resolve(
 }
 
 /// Continues after position `p` (the last one seen).
-pub fn since(
-    log: &dyn MessageLog,
-    rules: &NamespaceRules,
-    filter: &str,
-    p: Position,
-    now_ms: u64,
-) -> Result<Resolved, StreamError> {
+pub fn since(log: &dyn MessageLog, filter: &str, p: Position) -> Result<Resolved, StreamError> {
     let epoch = log.epoch();
     let released = log.released();
     let first = log.first_seq();
     if p.epoch != epoch {
         return Ok(Resolved {
             from_seq: first,
-            reset: Some(Reset {
+            resets: vec![Reset {
                 filter: filter.to_owned(),
+                channel: None,
                 reason: "epoch",
                 from: Position {
                     epoch: p.epoch,
@@ -114,7 +108,7 @@ pub fn since(
                     epoch,
                     seq: first - 1,
                 }),
-            }),
+            }],
         });
     }
     if p.seq > released {
@@ -124,79 +118,39 @@ pub fn since(
         )));
     }
     let next = p.seq + 1;
-    if next < first {
-        return Ok(Resolved {
-            from_seq: first,
-            reset: Some(Reset {
-                filter: filter.to_owned(),
-                reason: "retention",
-                from: Position { epoch, seq: next },
-                to: Some(Position {
-                    epoch,
-                    seq: first - 1,
-                }),
-            }),
-        });
-    }
-    if !topic::is_wildcard_filter(filter) {
-        if let Some(kept) = channel_trimmed_after(log, rules, filter, p.seq, now_ms)? {
-            return Ok(Resolved {
-                from_seq: kept,
-                reset: Some(Reset {
-                    filter: filter.to_owned(),
-                    reason: "retention",
-                    from: Position { epoch, seq: next },
-                    to: Some(Position {
-                        epoch,
-                        seq: kept - 1,
-                    }),
-                }),
-            });
-        }
-    }
     Ok(Resolved {
-        from_seq: next,
-        reset: None,
+        from_seq: next.max(first),
+        resets: lost_from(log, filter, next),
     })
 }
 
-/// For a plain channel: the sequence number of its oldest kept message when retention has
-/// trimmed the channel past `after`, or `None` when its history still reaches back to it.
-fn channel_trimmed_after(
-    log: &dyn MessageLog,
-    rules: &NamespaceRules,
-    channel: &str,
-    after: u64,
-    now_ms: u64,
-) -> Result<Option<u64>, StreamError> {
-    let Some(oldest) = log.read_channel(channel, 0, 1)?.into_iter().next() else {
-        return Ok(None);
+/// What retention removed of `filter`'s messages at or after sequence number `from`: one
+/// reset for everything below the log's lowest kept sequence number, then one per channel
+/// that lost messages above it (the log's trim marks), or a single filter-wide one past
+/// [`MAX_CHANNEL_RESETS`] channels. Empty when nothing was lost.
+pub fn lost_from(log: &dyn MessageLog, filter: &str, from: u64) -> Vec<Reset> {
+    let epoch = log.epoch();
+    let first = log.first_seq();
+    let reset = |channel: Option<String>, from: u64, to: u64| Reset {
+        filter: filter.to_owned(),
+        channel,
+        reason: "retention",
+        from: Position { epoch, seq: from },
+        to: Some(Position { epoch, seq: to }),
     };
-    if oldest.pos.seq <= after + 1 {
-        return Ok(None);
+    let mut out = Vec::new();
+    if from < first {
+        out.push(reset(None, from, first - 1));
     }
-    let policy = rules.policy_for(channel);
-    let by_age = policy.max_age.is_some_and(|age| {
-        let cutoff = now_ms.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
-        matches!(log.read(after, 1).map(|v| v.into_iter().next()), Ok(Some(m)) if m.msg.ts_ms < cutoff)
-    });
-    let by_count = !by_age && policy.max_messages > 0 && {
-        let want = usize::try_from(policy.max_messages)
-            .unwrap_or(usize::MAX)
-            .min(MAX_COUNT);
-        let mut n = 0usize;
-        let mut at = oldest.pos.seq;
-        loop {
-            let page = log.read_channel(channel, at, PAGE)?;
-            n += page.len();
-            match page.last() {
-                Some(m) if page.len() == PAGE && n < want => at = m.pos.seq + 1,
-                _ => break,
-            }
-        }
-        n >= want
-    };
-    Ok((by_age || by_count).then_some(oldest.pos.seq))
+    let floor = from.max(first);
+    let marks = log.trimmed_after(filter, floor - 1);
+    if marks.len() > MAX_CHANNEL_RESETS {
+        let to = marks.iter().map(|(_, m)| *m).max().unwrap_or(floor);
+        out.push(reset(None, floor, to));
+    } else {
+        out.extend(marks.into_iter().map(|(c, m)| reset(Some(c), floor, m)));
+    }
+    out
 }
 
 /// The newest `n` messages matching `filter` with `seq < before`, oldest first, each mapped

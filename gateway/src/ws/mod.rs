@@ -20,7 +20,7 @@ pub mod ops;
 use crate::stream::{Stream, StreamError, StreamHub, encode};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -55,9 +55,22 @@ pub struct WsState {
 /// `GET /ws`: upgrades and serves the connection.
 pub async fn upgrade(
     ws: WebSocketUpgrade,
+    headers: axum::http::HeaderMap,
     Query(q): Query<WsQuery>,
     State(state): State<WsState>,
 ) -> Response {
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| state.hub.config.origin_allowed(o));
+        if !allowed {
+            return (
+                axum::http::StatusCode::FORBIDDEN,
+                "this page's origin is not in browser.allowed_origins\n",
+            )
+                .into_response();
+        }
+    }
     let hard_limit = state.hub.config.max_frame_size.saturating_mul(4);
     let tasks = state.tasks.clone();
     ws.read_buffer_size(READ_BUFFER)

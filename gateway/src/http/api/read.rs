@@ -99,7 +99,7 @@ pub async fn history(
         limit: limit(&p, &hub, 100)?,
         direction,
     };
-    let page = history::read(&*hub.log, &hub.rules, &q, now_ms())?;
+    let page = history::read(&*hub.log, &q)?;
     let messages: Vec<MsgOut<'_>> = page
         .messages
         .iter()
@@ -109,8 +109,9 @@ pub async fn history(
         "messages": messages,
         "next": page.next.map(|p| p.to_string()),
     });
-    if let Some(r) = &page.reset {
-        body["reset"] = serde_json::to_value(ResetOut::new(r)).unwrap_or(Value::Null);
+    if !page.resets.is_empty() {
+        let resets: Vec<ResetOut<'_>> = page.resets.iter().map(ResetOut::new).collect();
+        body["resets"] = serde_json::to_value(resets).unwrap_or(Value::Null);
     }
     Ok(Json(body))
 }

@@ -133,3 +133,61 @@ async fn first_seq_is_released_plus_one_once_history_is_empty() {
     assert_eq!(log.first_seq(), log.released() + 1);
     assert!(log.read(0, 10).unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn trim_marks_name_the_channels_that_lost_messages_after_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _feed) = open(dir.path(), rules_with("hot/#", policy(5, None)));
+    let quiet = log
+        .append(msg("quiet", QoS::AtLeastOnce, "q0"), None)
+        .await
+        .unwrap()
+        .position()
+        .seq;
+    let generation = log.trim_generation();
+    assert!(log.trimmed_after("#", 0).is_empty());
+    let mut hot = Vec::new();
+    for i in 0..20 {
+        hot.push(
+            log.append(msg("hot/a", QoS::AtLeastOnce, &i.to_string()), None)
+                .await
+                .unwrap()
+                .position()
+                .seq,
+        );
+    }
+    log.append(msg("hot/b", QoS::AtLeastOnce, "b"), None)
+        .await
+        .unwrap();
+    // The quiet channel keeps the log's lowest sequence number where it was.
+    assert_eq!(log.first_seq(), quiet);
+    assert_ne!(log.trim_generation(), generation, "retention ran");
+    let head = log.read_channel("hot/a", 0, 1).unwrap()[0].pos.seq;
+    let marks = log.trimmed_after("#", quiet);
+    assert_eq!(marks, vec![("hot/a".to_owned(), head - 1)]);
+    assert_eq!(log.trimmed_after("hot/+", quiet), marks);
+    assert_eq!(log.trimmed_after("hot/a", quiet), marks);
+    assert!(log.trimmed_after("hot/b", 0).is_empty());
+    assert!(log.trimmed_after("quiet", 0).is_empty());
+    // A reader already past the mark lost nothing.
+    assert!(log.trimmed_after("#", head - 1).is_empty());
+    log.close().await;
+    drop(log);
+
+    // Marks survive a restart.
+    let (log, _feed) = open(dir.path(), rules_with("hot/#", policy(5, None)));
+    assert_eq!(log.trimmed_after("#", quiet), marks);
+    // Once retention has passed them globally, the sweep drops them: `first_seq` covers it.
+    log.close().await;
+    drop(log);
+    let (log, _feed) = open(dir.path(), rules_with("#", policy(5, Some(1))));
+    let later = crate::core::message::now_ms() + 86_400_000;
+    log.sweep(later).await.unwrap();
+    assert_eq!(log.first_seq(), log.released() + 1, "everything aged out");
+    assert_eq!(log.trimmed_after("#", 0).len(), 3, "quiet, hot/a and hot/b");
+    log.append(msg("fresh", QoS::AtLeastOnce, "f"), None)
+        .await
+        .unwrap();
+    log.sweep(crate::core::message::now_ms()).await.unwrap();
+    assert!(log.trimmed_after("#", 0).is_empty());
+}
