@@ -32,6 +32,24 @@ pub enum Command {
     ///
     /// Example: `device-sim bench throughput --broker mqtt://127.0.0.1:1883 --qos 1`.
     Bench(BenchCommand),
+    /// Check end to end what subscribers receive: loss, duplicates, reordering, latency,
+    /// resume after a disconnect (gateway WebSocket or SSE, or any MQTT broker).
+    ///
+    /// Example: `device-sim verify --source ws://127.0.0.1:8080/ws --filter 'sim/#'
+    /// --until-idle 5s`. Exits non-zero when anything was lost or reordered.
+    Verify(crate::verify::cli::VerifyArgs),
+    /// Relay TCP to a broker through a bad network: latency, jitter, loss (as TCP
+    /// retransmission stalls), bandwidth limits, connection cuts.
+    ///
+    /// Example: `device-sim proxy --listen 127.0.0.1:1884 --upstream 127.0.0.1:1883
+    /// --latency 50ms --jitter 10ms --loss 0.01`.
+    Proxy(crate::proxy::cli::ProxyArgs),
+    /// Simulate a fleet of devices described by a scenario file: telemetry, commands and
+    /// faults, with live progress and a summary (and `--json FILE` for a report).
+    ///
+    /// Example: `device-sim run device-sim/scenarios/factory.toml --broker
+    /// mqtt://127.0.0.1:1883 --duration 30s`.
+    Run(crate::run::cli::RunArgs),
 }
 
 /// Builds the tokio runtime: multi-threaded, with `threads` workers when given.
@@ -48,6 +66,9 @@ pub fn build_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(cmd) => bench::execute(cmd).await?,
+        Command::Verify(args) => crate::verify::cli::execute(args).await?,
+        Command::Proxy(args) => crate::proxy::cli::execute(args).await?,
+        Command::Run(args) => crate::run::cli::execute(args).await?,
     }
     Ok(())
 }

@@ -183,6 +183,7 @@ mod tests {
         let cli = Cli::try_parse_from(all)?;
         match cli.command {
             Command::Bench(b) => Ok(b.scenario),
+            other => panic!("not a bench command: {other:?}"),
         }
     }
 

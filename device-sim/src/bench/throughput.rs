@@ -390,6 +390,7 @@ mod tests {
                 Scenario::Throughput(t) => Ok(t),
                 other => Err(format!("parsed as {other:?}")),
             },
+            other => Err(format!("parsed as {other:?}")),
         }
     }
 
