@@ -303,6 +303,21 @@ async fn allowed_origins_answer_cors_and_gate_websocket_upgrades() {
         Some("https://dash.example.com")
     );
 
+    let module = e2e_tests::http::request(
+        http,
+        "GET",
+        "/client.js",
+        None,
+        &[("Origin", "https://dash.example.com")],
+    )
+    .await;
+    assert_eq!(module.status, 200);
+    assert_eq!(
+        module.header("access-control-allow-origin"),
+        Some("https://dash.example.com"),
+        "a page on another origin can import the client module"
+    );
+
     let upgrade = |origin: Option<&'static str>| async move {
         let mut req = format!("ws://{http}/ws")
             .into_client_request()

@@ -108,12 +108,13 @@ pub fn router(state: HttpState) -> Router {
         .route("/poll", get(poll::handler))
         .with_state(hub.clone())
         .nest("/api/v1", api::router(hub))
+        // A dashboard on another origin imports the client module too.
+        .route("/client.js", get(assets::client_js))
+        .route("/client.d.ts", get(assets::client_dts))
         .layer(cors);
     Router::new()
         .route("/", get(index))
         .route("/mqtt", get(mqtt_ws::upgrade))
-        .route("/client.js", get(assets::client_js))
-        .route("/client.d.ts", get(assets::client_dts))
         .with_state(state)
         .merge(ws)
         .merge(browser)
