@@ -47,7 +47,9 @@ struct Batch<'a> {
 
 /// Runs one group commit over `reqs` (none of which is a sweep or close).
 pub fn commit(state: &mut WriterState, reqs: Vec<Request>) -> Outcome {
-    let wb = state.store.db.batch();
+    // Sized up front: a batch holds up to `max_batch` requests, and growing its item list by
+    // doubling would reallocate (and fault in fresh pages) several times per commit.
+    let wb = fjall::OwnedWriteBatch::with_capacity(state.store.db.clone(), reqs.len() * 2 + 8);
     let mut b = Batch {
         state,
         wb,

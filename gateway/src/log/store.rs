@@ -116,10 +116,19 @@ impl Store {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(|e| storage_err("opening a keyspace", e))
         };
+        // History is read by ranges, and point reads of `msgs` look up keys the channel index
+        // just found: bloom filters would only cost CPU on every table flush and compaction.
+        let unfiltered = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default()
+                    .filter_policy(fjall::config::FilterPolicy::disabled())
+            })
+            .map_err(|e| storage_err("opening a keyspace", e))
+        };
         Ok(Store {
             meta: ks("meta")?,
-            msgs: ks("msgs")?,
-            chan: ks("chan")?,
+            msgs: unfiltered("msgs")?,
+            chan: unfiltered("chan")?,
             retained: ks("retained")?,
             dedupe: ks("dedupe")?,
             dedupe_t: ks("dedupe_t")?,
