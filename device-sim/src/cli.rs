@@ -7,11 +7,12 @@ use clap::{Parser, Subcommand};
 
 use crate::bench::{self, BenchCommand};
 
-/// MQTT device simulator and load generator.
+/// MQTT device simulator, end-to-end verifier and load generator.
 ///
-/// `device-sim bench` measures any MQTT broker (the gateway, Mosquitto, ...) with the same
-/// client code, so two brokers can be compared side by side in one run. Every scenario is bounded
-/// in time, prints a table at the end and can write the same numbers as JSON (`--json FILE`).
+/// `run` simulates a fleet of devices from a scenario file; `verify` checks what subscribers
+/// receive (lost, duplicated, reordered, latency); `proxy` puts a bad network in between;
+/// `bench` measures any MQTT broker (the gateway, Mosquitto, ...) with the same client code,
+/// so two brokers can be compared side by side. See docs/device-sim.md.
 #[derive(Debug, Parser)]
 #[command(name = "device-sim", version, about, long_about)]
 pub struct Cli {

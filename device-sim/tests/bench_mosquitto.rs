@@ -4,101 +4,23 @@
 //!
 //! Needs Debian's `mosquitto`; `./scripts/test.sh` installs it.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod support;
+
+use std::path::Path;
+use std::process::Command;
 
 use device_sim::bench::Report;
+use support::{Mosquitto, start_mosquitto_with};
 
-/// A Mosquitto process owned by the test; killed on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_mosquitto() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/local/sbin".into()]);
-    for dir in dirs {
-        let candidate = dir.join("mosquitto");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "the `mosquitto` broker is not installed: run the test script `./scripts/test.sh`, \
-         which installs Debian's mosquitto (or `apt-get install mosquitto`)"
-    );
-}
-
-/// Starts Mosquitto on a free loopback port and waits until it accepts TCP connections.
+/// Mosquitto as the benchmarks need it: deep queues and a wide in-flight window.
 fn start_mosquitto() -> Mosquitto {
-    let binary = find_mosquitto();
-    let mut failures = Vec::new();
-    // The port is found free and handed over; another process may take it in between, so a
-    // failed start is retried a few times.
-    for _ in 0..3 {
-        let port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-            Ok(addr) => addr.port(),
-            Err(e) => panic!("cannot find a free port: {e}"),
-        };
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let conf = dir.path().join("mosquitto.conf");
-        let log = dir.path().join("mosquitto.log");
-        let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\n\
-             max_queued_messages 100000\nmax_inflight_messages 100\n"
-        );
-        std::fs::write(&conf, text).unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
-        let log_file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
-        let err_file = log_file
-            .try_clone()
-            .unwrap_or_else(|e| panic!("log file: {e}"));
-        let mut child = Command::new(&binary)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::from(log_file))
-            .stderr(Stdio::from(err_file))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        // Mosquitto buffers its log when it is not a terminal, so readiness is observed as
-        // its listener accepting a connection (bounded: 10 s).
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        for _ in 0..500 {
-            if let Ok(Some(status)) = child.try_wait() {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                failures.push(format!("port {port}: exited with {status}: {text}"));
-                break;
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return Mosquitto {
-                    child,
-                    port,
-                    _dir: dir,
-                };
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        failures.push(format!("port {port}: not accepting connections after 10 s"));
-    }
-    panic!("mosquitto did not start:\n{}", failures.join("\n"));
+    start_mosquitto_with("max_queued_messages 100000\nmax_inflight_messages 100\n")
 }
 
 /// Runs `device-sim bench <args>` against the broker and returns its JSON report.
 fn bench(broker: &Mosquitto, out: &Path, name: &str, args: &[&str]) -> Report {
     let json = out.join(format!("{name}.json"));
-    let url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let url = broker.url();
     let output = Command::new(env!("CARGO_BIN_EXE_device-sim"))
         .arg("bench")
         .args(args)
@@ -229,7 +151,7 @@ fn bench_scenarios_against_mosquitto_lose_nothing() {
     assert_eq!(value(&storm, "failures"), 0.0, "{storm:#?}");
     assert_eq!(value(&storm, "resume_session_present"), 60.0, "{storm:#?}");
 
-    let pid = broker.child.id().to_string();
+    let pid = broker.pid().to_string();
     let idle = bench(
         &broker,
         out,

@@ -4,13 +4,13 @@
 //! reorders bytes, and an MQTT client works through a lossy, jittery proxy. Only lower
 //! bounds that the configuration guarantees are asserted on timings.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::start_echo;
 use device_sim::proxy::{Faults, Proxy};
+use support::start_echo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
@@ -254,7 +254,7 @@ async fn proxy_refuses_nonsense_and_stops_on_shutdown() {
 
 #[tokio::test]
 async fn mqtt_works_through_a_lossy_jittery_proxy() {
-    let broker = common::start_mosquitto();
+    let broker = support::start_mosquitto();
     let faults = Faults {
         latency: Duration::from_millis(10),
         jitter: Duration::from_millis(5),
@@ -284,8 +284,8 @@ async fn mqtt_works_through_a_lossy_jittery_proxy() {
         .await
         .unwrap_or_else(|e| panic!("verify: {e}"));
     let run = tokio::spawn(verifier.run(std::future::pending()));
-    let stream = common::clean_stream(&["p1", "p2"], 100);
-    common::publish_stream(proxied, "lossy", &stream, Duration::from_millis(1)).await;
+    let stream = support::clean_stream(&["p1", "p2"], 100);
+    support::publish_stream(proxied, "lossy", &stream, Duration::from_millis(1)).await;
     let report = match timeout(Duration::from_secs(60), run).await {
         Ok(Ok(Ok(r))) => r,
         other => panic!("verify did not finish: {other:?}"),

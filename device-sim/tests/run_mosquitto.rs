@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use support::{Collector, assert_no_gaps, scenario, start_mosquitto};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_against_mosquitto_delivers_stamped_telemetry_and_answers_commands() {
     let broker = start_mosquitto();
-    let addr = SocketAddr::from(([127, 0, 0, 1], broker.port));
+    let addr = broker.addr();
     let sub = Collector::start(addr, "mq-watcher", "mq/#").await;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let file = dir.path().join("mq.toml");
@@ -106,6 +105,14 @@ async fn run_against_mosquitto_delivers_stamped_telemetry_and_answers_commands()
         all.latency_us.as_ref().is_some_and(|l| l.samples > 0),
         "{text}"
     );
+    // The process's own memory is reported (a reading, not a limit).
+    assert!(
+        report
+            .mem
+            .is_some_and(|m| m.rss_bytes > 0 && m.peak_rss_bytes >= m.rss_bytes),
+        "{text}"
+    );
+    assert!(stdout.contains("memory: "), "{stdout}");
 
     // What the subscriber saw matches the report, device by device, without gaps.
     let counts = assert_no_gaps(&sub.seqs());

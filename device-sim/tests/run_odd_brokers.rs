@@ -2,6 +2,8 @@
 //! garbage instead of MQTT, a socket dropped right after CONNACK. The run must not panic; it
 //! retries with backoff, counts and names each error, and still ends on time with a report.
 
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -70,11 +72,7 @@ fn errors(r: &RunReport) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nobody_listening_is_retried_with_backoff() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        l.local_addr().map(|a| a.port()).unwrap_or(0)
-    };
-    let r = run_against(port).await;
+    let r = run_against(support::free_port()).await;
     assert_eq!(r.overall.ever_connected, 0, "{r:#?}");
     // 1.5 s at 100-200 ms waits: several attempts per device, not a tight loop.
     let attempts = r.overall.connect_failures;

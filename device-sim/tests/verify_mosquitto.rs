@@ -7,14 +7,14 @@
 //!
 //! Needs Debian's `mosquitto`; `./scripts/test.sh` installs it.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Crafted, Mosquitto, clean_stream, publish_stream, start_mosquitto};
 use device_sim::verify::Report;
+use support::{Crafted, Mosquitto, clean_stream, publish_stream, start_mosquitto};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 

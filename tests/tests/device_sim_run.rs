@@ -109,6 +109,26 @@ fn opts(broker: String) -> RunOptions {
     }
 }
 
+/// Runs scenario `text` against `broker` to its end.
+async fn run_to_end(text: &str, broker: String) -> RunReport {
+    run::run(&load(text), opts(broker), CancellationToken::new())
+        .await
+        .expect("run")
+}
+
+/// Every one of `devices` connected, at least ten messages went out, each was acknowledged,
+/// and the watcher received every device's sequence whole.
+async fn assert_delivered(report: &RunReport, got: &Mutex<Vec<Got>>, devices: u64) {
+    settle(got).await;
+    assert_eq!(report.overall.ever_connected, devices, "{report:#?}");
+    assert!(report.overall.sent >= 10, "{report:#?}");
+    assert_eq!(report.overall.sent, report.overall.acked, "{report:#?}");
+    assert_eq!(
+        no_gaps(&seqs(got)).values().sum::<u64>(),
+        report.overall.sent
+    );
+}
+
 async fn run_in_background(
     s: scenario::Scenario,
     o: RunOptions,
@@ -277,13 +297,7 @@ reconnect_delay = "100ms"
 at = "1500ms"
 fraction = 1.0
 "#;
-    let report = run::run(
-        &load(text),
-        opts(format!("mqtt://{}", gw.mqtt_addr())),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run");
+    let report = run_to_end(text, format!("mqtt://{}", gw.mqtt_addr())).await;
     settle(&got).await;
     let c = &report.overall;
     // The storm alone takes all four down once; random drops come on top.
@@ -324,21 +338,8 @@ interval = "100ms"
 qos = 1
 payload = "hello from {id}"
 "#;
-    let report = run::run(
-        &load(text),
-        opts(format!("ws://{}/mqtt", gw.http_addr())),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run");
-    settle(&got).await;
-    assert_eq!(report.overall.ever_connected, 2, "{report:#?}");
-    assert!(report.overall.sent >= 10, "{report:#?}");
-    assert_eq!(report.overall.sent, report.overall.acked, "{report:#?}");
-    assert_eq!(
-        no_gaps(&seqs(&got)).values().sum::<u64>(),
-        report.overall.sent
-    );
+    let report = run_to_end(text, format!("ws://{}/mqtt", gw.http_addr())).await;
+    assert_delivered(&report, &got, 2).await;
 
     let text = r#"
 duration = "1500ms"
@@ -353,13 +354,7 @@ interval = "100ms"
 qos = 1
 payload = { model = "json", fields = { on = true } }
 "#;
-    let report = run::run(
-        &load(text),
-        opts(format!("mqtt://{}", gw.mqtt_addr())),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run");
+    let report = run_to_end(text, format!("mqtt://{}", gw.mqtt_addr())).await;
     assert!(
         report
             .proxy
@@ -458,30 +453,11 @@ payload = {{ model = "json", fields = {{ ok = true }} }}
     };
     let broker = format!("mqtts://{}", m.addr());
     let good = format!("ca = {ca:?}\ncert = {client:?}\nkey = {client_key:?}");
-    let report = run::run(
-        &load(&scenario(&good)),
-        opts(broker.clone()),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run");
-    settle(&got).await;
-    assert_eq!(report.overall.ever_connected, 2, "{report:#?}");
-    assert!(report.overall.sent >= 10, "{report:#?}");
-    assert_eq!(report.overall.sent, report.overall.acked, "{report:#?}");
-    assert_eq!(
-        no_gaps(&seqs(&got)).values().sum::<u64>(),
-        report.overall.sent
-    );
+    let report = run_to_end(&scenario(&good), broker.clone()).await;
+    assert_delivered(&report, &got, 2).await;
 
     // Without a client certificate the broker refuses the handshake: retried and counted.
-    let report = run::run(
-        &load(&scenario(&format!("ca = {ca:?}"))),
-        opts(broker),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run");
+    let report = run_to_end(&scenario(&format!("ca = {ca:?}")), broker).await;
     assert_eq!(report.overall.ever_connected, 0, "{report:#?}");
     assert!(report.overall.connect_failures >= 2, "{report:#?}");
 }

@@ -1,6 +1,6 @@
 //! Operating-system readings the scenarios need: resident memory of a process
-//! (`VmRSS` in `/proc/PID/status`), CPU time of this process and of the broker
-//! (`/proc/PID/stat`), and the open-file limit.
+//! (`VmRSS` and its peak `VmHWM` in `/proc/PID/status`), CPU time of this process and of the
+//! broker (`/proc/PID/stat`), and the open-file limit.
 
 use tokio::time::Instant;
 
@@ -121,10 +121,22 @@ pub fn own_rss() -> Option<u64> {
         .and_then(|t| parse_vm_rss(&t))
 }
 
+/// Peak resident memory of this process in bytes (`VmHWM`), if `/proc` is available.
+pub fn own_peak_rss() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| parse_status_bytes(&t, "VmHWM:"))
+}
+
 /// Extracts `VmRSS` (reported by the kernel in kB) from a `/proc/PID/status` text, in bytes.
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let mut parts = line["VmRSS:".len()..].split_whitespace();
+    parse_status_bytes(status, "VmRSS:")
+}
+
+/// Extracts a memory line such as `VmHWM:` from a `/proc/PID/status` text, in bytes.
+fn parse_status_bytes(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let mut parts = line[field.len()..].split_whitespace();
     let value: u64 = parts.next()?.parse().ok()?;
     let factor = match parts.next() {
         Some("kB") | None => 1024,
@@ -173,6 +185,7 @@ mod tests {
         let rss = vm_rss(std::process::id());
         assert!(matches!(rss, Ok(n) if n > 0), "{rss:?}");
         assert!(own_rss().is_some_and(|n| n > 0));
+        assert!(own_peak_rss().is_some_and(|n| n > 0));
     }
 
     #[test]

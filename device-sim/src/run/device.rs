@@ -9,13 +9,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
-use super::link::{self, Event, LinkError, LinkSpec};
+use super::link::{Link, LinkError, LinkSpec, Will};
 use super::outbox::{Kind, Message, Outbox};
 use super::schedule::{Retry, device_seed};
 use super::session::{self, End};
@@ -136,22 +135,28 @@ impl Device {
         }
         let mut retry = Retry::new(self.plan.class.reconnect);
         loop {
+            // Boxed, with its spec: a TLS or WebSocket handshake is large and only lives
+            // while connecting, and the device task stays small for the rest of the run.
             let spec = self.link_spec();
-            let (client, mut events) = link::open(&spec);
-            let connected = tokio::select! {
-                r = timeout(CONNECT_TIMEOUT, first_event(&mut events)) => r.unwrap_or_else(|_| {
+            let opening =
+                Box::pin(async move { timeout(CONNECT_TIMEOUT, Link::open(&spec)).await });
+            let opened = tokio::select! {
+                r = opening => r.unwrap_or_else(|_| {
                     Err(LinkError { kind: "connect_timeout", detail: "no CONNACK (timeout)".into() })
                 }),
                 _ = stop.cancelled() => break,
             };
-            if let Err(e) = connected {
-                ClassStats::add(&stats.connect_failures, 1);
-                stats.error(e.kind);
-                if !self.wait_to_retry(&mut retry, e.detail, &stop).await {
-                    break;
+            let mut link = match opened {
+                Ok(link) => link,
+                Err(e) => {
+                    ClassStats::add(&stats.connect_failures, 1);
+                    stats.error(e.kind);
+                    if !self.wait_to_retry(&mut retry, e.detail, &stop).await {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             retry.reset();
             ClassStats::add(&stats.connected, 1);
             if self.connected_once {
@@ -160,9 +165,9 @@ impl Device {
                 ClassStats::add(&stats.ever_connected, 1);
                 self.connected_once = true;
             }
-            let end = session::run(&mut self, &client, &mut events, &stop).await;
+            let end = session::run(&mut self, &mut link, &stop).await;
             ClassStats::sub(&stats.connected);
-            drop(events);
+            drop(link);
             self.backlog.extend(self.outbox.take_unfinished());
             match end {
                 End::Stopped => break,
@@ -241,31 +246,12 @@ impl Device {
             session_expiry: class.session_expiry,
             inflight: class.inflight,
             queue: class.queue,
-            will: class.will.as_ref().map(|w| {
-                (
-                    w.topic.expand(&vars),
-                    w.payload.expand(&vars),
-                    w.qos,
-                    w.retain,
-                )
+            will: class.will.as_ref().map(|w| Will {
+                topic: w.topic.expand(&vars),
+                payload: w.payload.expand(&vars),
+                qos: w.qos,
+                retain: w.retain,
             }),
-        }
-    }
-}
-
-/// Polls a fresh link until the broker accepts (CONNACK) or the attempt fails.
-async fn first_event(events: &mut link::Events) -> Result<(), LinkError> {
-    loop {
-        match events.next().await {
-            Some(Ok(Event::ConnAck)) => return Ok(()),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e),
-            None => {
-                return Err(LinkError {
-                    kind: "connection_error",
-                    detail: "the connection ended".into(),
-                });
-            }
         }
     }
 }

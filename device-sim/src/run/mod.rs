@@ -2,10 +2,12 @@
 //! file, publishing telemetry, answering commands and suffering scripted faults against any
 //! MQTT broker, with live progress and a final report.
 //!
-//! Each device is one tokio task holding one rumqttc client (MQTT 3.1.1 or 5, over TCP, TLS,
-//! WebSocket or secure WebSocket). Every telemetry message carries a [`crate::stamp::Stamp`]
-//! whose sequence number runs 1, 2, 3, ... per device over the whole run, reconnects
-//! included, so `device-sim verify` can find what was lost, duplicated or reordered.
+//! Each device is one tokio task holding one lean MQTT connection of its own (3.1.1 or 5, over
+//! TCP, TLS, WebSocket or secure WebSocket; packets encoded with rumqttc's `mqttbytes`), about
+//! 3 kB per idle device, so one process holds tens of thousands. Every telemetry message
+//! carries a [`crate::stamp::Stamp`] whose sequence number runs 1, 2, 3, ... per device over
+//! the whole run, reconnects included, so `device-sim verify` can find what was lost,
+//! duplicated or reordered.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), device_sim::run::RunError> {
@@ -20,8 +22,9 @@
 //! # Layout
 //! - [`cli`]: the `device-sim run` arguments and command.
 //! - `device`: one device over the run (connect, backoff, faults); `session`: one connection
-//!   (publish, acks, commands); `link`: rumqttc 3.1.1/5 behind one interface; `outbox`:
-//!   messages until written or acknowledged; [`schedule`]: jitter, backoff, fault timing.
+//!   (publish, acks, commands); `link`: one MQTT 3.1.1/5 connection (protocol core, codec,
+//!   TCP/TLS/WebSocket streams); `outbox`: messages until written or acknowledged;
+//!   [`schedule`]: jitter, backoff, fault timing.
 //! - `tls`: rustls client configuration from PEM files.
 //! - [`stats`]: live counters; [`display`]: progress; [`report`]: summary and JSON.
 
@@ -49,11 +52,13 @@ use crate::proxy::{Faults, Proxy};
 use crate::scenario::{Broker, Scenario, ScenarioError};
 use device::{ClassPlan, Device};
 pub use display::DisplayMode;
-pub use report::{Latency, RunReport, Totals};
+pub use report::{Latency, Mem, RunReport, Totals};
 use stats::{ClassStats, Snapshot};
 
 /// Extra time, after the drain, for devices to disconnect before they are abandoned.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
+/// Open files kept for everything that is not a device's connection.
+const FD_MARGIN: u64 = 256;
 
 /// Why a run could not start or its report could not be written. Broker trouble during the
 /// run is not an error: it is retried, counted and reported.
@@ -76,9 +81,22 @@ pub enum RunError {
     /// A TLS file is unusable.
     #[error("TLS: {0}")]
     Tls(String),
-    /// The open-file limit is too low for the fleet.
-    #[error("{0}")]
-    Limits(String),
+    /// The open-file limit is too low for the fleet, and cannot be raised that far.
+    #[error(
+        "this scenario needs {needed} open files ({devices} devices{via_proxy}) but the limit \
+         is {got}; raise the hard limit (`ulimit -Hn {needed}` as root, or LimitNOFILE= in a \
+         systemd unit) or run fewer devices"
+    )]
+    Limits {
+        /// Files needed: one per device (three through the fault proxy) plus a margin.
+        needed: u64,
+        /// Devices in the scenario.
+        devices: u64,
+        /// `", 3 files each through the fault proxy"` when the proxy is on.
+        via_proxy: &'static str,
+        /// The soft limit after trying to raise it.
+        got: u64,
+    },
     /// The JSON report could not be written.
     #[error("cannot write report {}: {detail}", path.display())]
     Report {
@@ -130,8 +148,7 @@ pub async fn run(
         .unwrap_or_else(default_broker);
     let duration = opts.duration.unwrap_or(scenario.duration);
     let seed = opts.seed.or(scenario.seed).unwrap_or_else(rand::random);
-    crate::bench::sys::ensure_fd_limit(scenario.devices() + 256)
-        .map_err(|e| RunError::Limits(e.to_string()))?;
+    raise_fd_limit(scenario)?;
     let (proxy, target) = match &scenario.proxy {
         Some(p) => {
             let upstream = resolve(&broker).await?;
@@ -226,6 +243,7 @@ pub async fn run(
     };
     let ended = Instant::now();
     let at_end: Vec<u64> = classes.iter().map(|c| c.snapshot().connected).collect();
+    let mem = Mem::now(scenario.devices());
     // The progress block stays as it was; what follows (Ctrl-C notice, summary) goes below.
     display_stop.cancel();
     let _ = display.await;
@@ -265,6 +283,7 @@ pub async fn run(
         duration_s: secs,
         planned_duration_s: duration.as_secs_f64(),
         interrupted,
+        mem,
         overall: Totals::from_snapshot(&overall, secs),
         classes: parts
             .iter()
@@ -282,6 +301,28 @@ pub fn default_broker() -> Broker {
         port: 1883,
         path: String::new(),
     }
+}
+
+/// Raises the open-file limit for the fleet: a socket per device, and two more per device
+/// when they go through the in-process fault proxy.
+fn raise_fd_limit(scenario: &Scenario) -> Result<(), RunError> {
+    let devices = scenario.devices();
+    let (per_device, via_proxy) = match scenario.proxy {
+        Some(_) => (3, ", 3 files each through the fault proxy"),
+        None => (1, ""),
+    };
+    let needed = devices.saturating_mul(per_device) + FD_MARGIN;
+    crate::bench::sys::ensure_fd_limit(needed)
+        .map(|_| ())
+        .map_err(|e| RunError::Limits {
+            needed,
+            devices,
+            via_proxy,
+            got: match e {
+                crate::bench::BenchError::FdLimit { got, .. } => got,
+                _ => 0,
+            },
+        })
 }
 
 async fn resolve(broker: &Broker) -> Result<SocketAddr, RunError> {

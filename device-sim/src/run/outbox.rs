@@ -3,9 +3,8 @@
 //! measure ack latency, and after a lost connection re-send what was not finished, in the
 //! original order and with the original stamp. No I/O: it is driven by link events.
 //!
-//! rumqttc reports each publish it writes as `Sent(pkid)`, in the order the requests were
-//! queued; a publish that must wait for a packet id still in use is reported as
-//! `AwaitAck(pkid)` and later, once that id is acknowledged, as `Sent(pkid)`.
+//! The link reports each publish it writes as `Sent(pkid)`, in the order it accepted them, and
+//! never reuses a packet id still in flight.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -70,7 +69,6 @@ pub struct Done {
 pub struct Outbox {
     queued: VecDeque<Message>,
     inflight: HashMap<u16, Message>,
-    collided: Option<(u16, Message)>,
     next_order: u64,
 }
 
@@ -104,13 +102,11 @@ impl Outbox {
     /// A publish was written with packet id `pkid`. Returns what it was; QoS 0 messages are
     /// finished here.
     pub fn on_sent(&mut self, pkid: u16) -> Option<Done> {
-        let mut m = match self.collided.take() {
-            Some((id, m)) if id == pkid => m,
-            other => {
-                self.collided = other;
-                self.queued.pop_front()?
-            }
-        };
+        let mut m = self.queued.pop_front()?;
+        if self.queued.is_empty() {
+            // Most devices are idle most of the time: hold no memory for them meanwhile.
+            self.queued = VecDeque::new();
+        }
         let done = Done {
             kind: m.kind,
             qos: m.qos,
@@ -123,23 +119,19 @@ impl Outbox {
         Some(done)
     }
 
-    /// A publish waits for packet id `pkid` to be acknowledged before it is written.
-    pub fn on_await(&mut self, pkid: u16) {
-        if let Some(m) = self.queued.pop_front() {
-            self.collided = Some((pkid, m));
-        }
-    }
-
     /// A QoS 1/2 publish finished; `None` for an ack of nothing the outbox holds.
     pub fn on_acked(&mut self, pkid: u16) -> Option<Message> {
-        self.inflight.remove(&pkid)
+        let m = self.inflight.remove(&pkid);
+        if self.inflight.is_empty() {
+            self.inflight = HashMap::new();
+        }
+        m
     }
 
     /// The connection is gone: everything unfinished is returned in its original order, to
     /// be queued again on the next connection (birth messages are dropped: a new one is sent).
     pub fn take_unfinished(&mut self) -> Vec<Message> {
         let mut all: Vec<Message> = self.inflight.drain().map(|(_, m)| m).collect();
-        all.extend(self.collided.take().map(|(_, m)| m));
         all.extend(self.queued.drain(..));
         all.retain(|m| m.kind != Kind::Birth);
         all.sort_by_key(|m| m.order);
@@ -148,7 +140,7 @@ impl Outbox {
 
     /// Nothing is waiting to be written or acknowledged.
     pub fn is_idle(&self) -> bool {
-        self.queued.is_empty() && self.inflight.is_empty() && self.collided.is_none()
+        self.queued.is_empty() && self.inflight.is_empty()
     }
 }
 
@@ -172,18 +164,8 @@ mod tests {
         assert_eq!(o.on_acked(1).map(|m| m.kind), Some(Kind::Telemetry(2)));
         assert!(o.on_acked(1).is_none(), "a second ack finds nothing");
         assert!(o.is_idle());
-    }
-
-    #[test]
-    fn collided_publish_is_matched_when_written() {
-        let mut o = Outbox::default();
-        o.queued(msg(1, 1));
-        o.queued(msg(2, 1));
-        assert!(o.on_sent(1).is_some());
-        o.on_await(1);
-        assert_eq!(o.on_acked(1).map(|m| m.kind), Some(Kind::Telemetry(1)));
-        assert_eq!(o.on_sent(1).map(|d| d.kind), Some(Kind::Telemetry(2)));
-        assert_eq!(o.on_acked(1).map(|m| m.kind), Some(Kind::Telemetry(2)));
+        // An idle device holds no memory for messages.
+        assert_eq!((o.queued.capacity(), o.inflight.capacity()), (0, 0));
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct RunReport {
     pub planned_duration_s: f64,
     /// True when stopped early (Ctrl-C).
     pub interrupted: bool,
+    /// Memory of the device-sim process (Linux only).
+    #[serde(default)]
+    pub mem: Option<Mem>,
     /// All classes together.
     pub overall: Totals,
     /// Each class.
@@ -80,6 +83,29 @@ pub struct Totals {
     pub latency_us: Option<Latency>,
     /// Errors by kind.
     pub errors: BTreeMap<String, u64>,
+}
+
+/// Resident memory of the device-sim process, read from `/proc/self/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mem {
+    /// RSS when the run's duration ended, before the devices disconnected (`VmRSS`).
+    pub rss_bytes: u64,
+    /// Highest RSS of the process so far (`VmHWM`).
+    pub peak_rss_bytes: u64,
+    /// `rss_bytes` divided by the number of devices (the process's fixed part included).
+    pub rss_per_device_bytes: u64,
+}
+
+impl Mem {
+    /// The process's memory now, for a fleet of `devices`; `None` where `/proc` is missing.
+    pub fn now(devices: u64) -> Option<Self> {
+        let rss = crate::bench::sys::own_rss()?;
+        Some(Self {
+            rss_bytes: rss,
+            peak_rss_bytes: crate::bench::sys::own_peak_rss().unwrap_or(rss).max(rss),
+            rss_per_device_bytes: rss / devices.max(1),
+        })
+    }
 }
 
 /// Ack latency percentiles in microseconds.
@@ -214,6 +240,24 @@ impl RunReport {
                 .collect();
             let _ = writeln!(s, "errors: {}", kinds.join(", "));
         }
+        if let Some(m) = self.mem {
+            let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+            // Below a thousand devices the process's fixed few MB make "per device" misleading.
+            let per_device = if self.overall.devices >= 1000 {
+                format!(
+                    " ({:.1} kB per device)",
+                    m.rss_per_device_bytes as f64 / 1024.0
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "memory: {:.1} MB resident at the end{per_device}, peak {:.1} MB",
+                mb(m.rss_bytes),
+                mb(m.peak_rss_bytes)
+            );
+        }
         s
     }
 
@@ -262,6 +306,11 @@ mod tests {
             duration_s: 10.0,
             planned_duration_s: 10.0,
             interrupted: false,
+            mem: Some(Mem {
+                rss_bytes: 40 * 1024 * 1024,
+                peak_rss_bytes: 41 * 1024 * 1024,
+                rss_per_device_bytes: 4096,
+            }),
             overall: all,
             classes: vec![
                 a.clone(),
@@ -278,6 +327,18 @@ mod tests {
         );
         assert!(s.contains("press"), "{s}");
         assert!(s.contains("1.5 ms"), "{s}");
-        assert_eq!(s.lines().count(), 5, "{s}");
+        assert!(
+            s.ends_with("memory: 40.0 MB resident at the end, peak 41.0 MB\n"),
+            "{s}"
+        );
+        assert_eq!(s.lines().count(), 6, "{s}");
+        let mut big = r.clone();
+        big.overall.devices = 10_000;
+        assert!(
+            big.summary()
+                .contains("at the end (4.0 kB per device), peak"),
+            "{}",
+            big.summary()
+        );
     }
 }

@@ -6,13 +6,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::device::Device;
-use super::link::{Client, Event, Events, Incoming, LinkError};
+use super::link::{Event, Incoming, Link, LinkError, Publish};
 use super::outbox::{Kind, Message, Props};
 use super::schedule::{first_offset, gap, next_failure};
 use super::stats::ClassStats;
@@ -38,17 +37,12 @@ pub enum End {
 }
 
 /// Runs one connected session.
-pub async fn run(
-    dev: &mut Device,
-    client: &Client,
-    events: &mut Events,
-    stop: &CancellationToken,
-) -> End {
+pub async fn run(dev: &mut Device, link: &mut Link, stop: &CancellationToken) -> End {
     let plan = dev.plan.clone();
     let class = &plan.class;
     for (filter, cmd) in dev.filters.iter().zip(&class.commands) {
-        if !client.subscribe(filter, cmd.qos) {
-            plan.stats.error("queue_full");
+        if let Err(refused) = link.subscribe(filter, cmd.qos) {
+            plan.stats.error(refused.kind());
         }
     }
     if let Some(birth) = &class.birth {
@@ -60,10 +54,10 @@ pub async fn run(
             birth.retain,
             Kind::Birth,
         );
-        dev.send(client, m);
+        dev.send(link, m);
     }
     for m in std::mem::take(&mut dev.backlog) {
-        dev.send(client, m);
+        dev.send(link, m);
     }
     let now = Instant::now();
     dev.catch_up(now);
@@ -87,6 +81,11 @@ pub async fn run(
             (f, s) => f.or(s.map(|s| s.0)),
         };
         let next_reply = replies.iter().map(|r| r.0).min();
+        // One timer for all of them: a fleet holds one of these loops per device.
+        let wake = [next_tick, fault, next_reply, drain_until]
+            .into_iter()
+            .flatten()
+            .min();
         tokio::select! {
             _ = stop.cancelled(), if drain_until.is_none() => {
                 drain_until = Some(Instant::now() + plan.drain);
@@ -94,46 +93,48 @@ pub async fn run(
                     break;
                 }
             }
-            ev = events.next() => match ev {
-                Some(Ok(ev)) => {
-                    dev.on_event(client, ev, &mut replies);
+            ev = link.next() => match ev {
+                Ok(ev) => {
+                    dev.on_event(link, ev, &mut replies);
                     if drain_until.is_some() && dev.outbox.is_idle() {
                         break;
                     }
                 }
-                Some(Err(e)) => return End::Lost(e),
-                None => return End::Lost(LinkError {
-                    kind: "connection_error",
-                    detail: "the connection ended".into(),
-                }),
+                Err(e) => return End::Lost(e),
             },
-            _ = at(next_tick) => dev.tick(client, Instant::now()),
-            _ = at(fault) => {
+            _ = at(wake) => {
                 let now = Instant::now();
-                if let Some((_, offline)) = storm.filter(|s| s.0 <= now) {
-                    dev.storms.pop_front();
-                    return End::Injected(offline);
+                if drain_until.is_some_and(|t| t <= now) {
+                    break;
                 }
-                return End::Injected(class.faults.reconnect_delay);
-            }
-            _ = at(next_reply) => {
-                let now = Instant::now();
-                let (due, later): (Vec<_>, Vec<_>) = replies.into_iter().partition(|r| r.0 <= now);
-                replies = later;
-                for (_, m) in due {
-                    dev.send(client, m);
+                if fault.is_some_and(|t| t <= now) {
+                    if let Some((_, offline)) = storm.filter(|s| s.0 <= now) {
+                        dev.storms.pop_front();
+                        return End::Injected(offline);
+                    }
+                    return End::Injected(class.faults.reconnect_delay);
+                }
+                if next_reply.is_some_and(|t| t <= now) {
+                    let (due, later): (Vec<_>, Vec<_>) =
+                        replies.into_iter().partition(|r| r.0 <= now);
+                    replies = later;
+                    for (_, m) in due {
+                        dev.send(link, m);
+                    }
+                }
+                if next_tick.is_some_and(|t| t <= now) {
+                    dev.tick(link, now);
                 }
             }
-            _ = at(drain_until) => break,
         }
     }
     // The end of the run: a clean DISCONNECT (so no will is published).
-    if client.disconnect() {
+    if link.disconnect() {
         let deadline = Instant::now() + DISCONNECT_TIMEOUT;
         loop {
-            match tokio::time::timeout_at(deadline, events.next()).await {
-                Ok(Some(Ok(Event::Disconnected))) | Ok(Some(Err(_)) | None) | Err(_) => break,
-                Ok(Some(Ok(ev))) => dev.on_event(client, ev, &mut Vec::new()),
+            match tokio::time::timeout_at(deadline, link.next()).await {
+                Ok(Ok(Event::Disconnected)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(ev)) => dev.on_event(link, ev, &mut Vec::new()),
             }
         }
     }
@@ -158,23 +159,27 @@ impl Device {
         }
     }
 
-    /// Hands a message to the client; counts it dropped when the queue is full.
-    fn send(&mut self, client: &Client, m: Message) -> bool {
-        if client.publish(
-            &m.topic,
-            m.qos,
-            m.retain,
-            m.payload.clone(),
-            m.props.as_ref(),
-        ) {
-            self.outbox.queued(m);
-            true
-        } else {
-            if let Kind::Telemetry(_) = m.kind {
-                ClassStats::add(&self.plan.stats.dropped, 1);
+    /// Hands a message to the link; counts it dropped when the link refuses it (queue full).
+    fn send(&mut self, link: &mut Link, m: Message) -> bool {
+        let publish = Publish {
+            topic: m.topic.clone(),
+            qos: m.qos,
+            retain: m.retain,
+            payload: m.payload.clone(),
+            props: m.props.clone(),
+        };
+        match link.publish(publish) {
+            Ok(()) => {
+                self.outbox.queued(m);
+                true
             }
-            self.plan.stats.error("queue_full");
-            false
+            Err(refused) => {
+                if let Kind::Telemetry(_) = m.kind {
+                    ClassStats::add(&self.plan.stats.dropped, 1);
+                }
+                self.plan.stats.error(refused.kind());
+                false
+            }
         }
     }
 
@@ -201,11 +206,11 @@ impl Device {
     }
 
     /// Publishes every message that is due.
-    fn tick(&mut self, client: &Client, now: Instant) {
+    fn tick(&mut self, link: &mut Link, now: Instant) {
         for i in 0..self.streams.len() {
             let mut sent = 0;
             while self.streams[i].next.is_some_and(|t| t <= now) && sent < MAX_CATCH_UP {
-                self.publish(client, i);
+                self.publish(link, i);
                 let spec = &self.plan.class.telemetry[i];
                 let g = gap(&mut self.rng, spec.interval, spec.jitter);
                 self.streams[i].next = self.streams[i].next.map(|t| t + g);
@@ -215,7 +220,7 @@ impl Device {
     }
 
     /// Makes and queues one message of stream `i`.
-    fn publish(&mut self, client: &Client, i: usize) {
+    fn publish(&mut self, link: &mut Link, i: usize) {
         let plan = self.plan.clone();
         let spec = &plan.class.telemetry[i];
         let elapsed = Instant::now().saturating_duration_since(plan.run_start);
@@ -246,12 +251,12 @@ impl Device {
                 correlation: None,
             });
         }
-        if self.send(client, m) && stamped {
+        if self.send(link, m) && stamped {
             self.seq = seq;
         }
     }
 
-    fn on_event(&mut self, client: &Client, ev: Event, replies: &mut Vec<(Instant, Message)>) {
+    fn on_event(&mut self, link: &mut Link, ev: Event, replies: &mut Vec<(Instant, Message)>) {
         let stats = self.plan.stats.clone();
         match ev {
             Event::Sent(pkid) => {
@@ -269,7 +274,6 @@ impl Device {
                     _ => {}
                 }
             }
-            Event::AwaitAck(pkid) => self.outbox.on_await(pkid),
             Event::Acked { pkid, ok } => {
                 let Some(m) = self.outbox.on_acked(pkid) else {
                     return;
@@ -284,7 +288,7 @@ impl Device {
                     }
                 }
             }
-            Event::Received(inc) => self.on_command(client, inc, replies),
+            Event::Received(inc) => self.on_command(link, *inc, replies),
             Event::SubAck(refused) if refused > 0 => stats.error("subscribe_refused"),
             _ => {}
         }
@@ -294,7 +298,7 @@ impl Device {
     /// has one, else to the command's `reply_topic`, else not at all.
     fn on_command(
         &mut self,
-        client: &Client,
+        link: &mut Link,
         inc: Incoming,
         replies: &mut Vec<(Instant, Message)>,
     ) {
@@ -328,7 +332,7 @@ impl Device {
             });
         }
         if cmd.delay.is_zero() {
-            self.send(client, m);
+            self.send(link, m);
         } else {
             replies.push((Instant::now() + cmd.delay, m));
         }

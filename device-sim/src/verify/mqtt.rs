@@ -69,6 +69,89 @@ fn error4(e: &v4::ConnectionError) -> ConnError {
     }
 }
 
+/// One poll of either event loop, reduced to what the verifier follows.
+enum Step {
+    /// CONNACK: whether the session was resumed, and the refusal if any.
+    ConnAck {
+        present: bool,
+        refused: Option<String>,
+    },
+    /// SUBACK, with the refusal if any filter was refused.
+    SubAck { refused: Option<String> },
+    /// A message.
+    Message(Event),
+    /// The DISCONNECT asked for was written.
+    Disconnected,
+    /// Anything else (acks, pings).
+    Other,
+}
+
+impl Client {
+    /// Polls the event loop once.
+    async fn step(&mut self) -> Result<Step, ConnError> {
+        let step = match self {
+            Client::V5(_, el) => match el.poll().await.map_err(|e| error5(&e))? {
+                v5::Event::Incoming(Packet5::ConnAck(ack)) => Step::ConnAck {
+                    present: ack.session_present,
+                    refused: (ack.code != ConnectReturnCode::Success)
+                        .then(|| format!("{:?}", ack.code)),
+                },
+                v5::Event::Incoming(Packet5::SubAck(ack)) => Step::SubAck {
+                    refused: (!ack
+                        .return_codes
+                        .iter()
+                        .all(|c| matches!(c, SubscribeReasonCode::Success(_))))
+                    .then(|| format!("subscription refused: {:?}", ack.return_codes)),
+                },
+                v5::Event::Incoming(Packet5::Publish(p)) => Step::Message(message5(&p)),
+                v5::Event::Outgoing(Outgoing::Disconnect) => Step::Disconnected,
+                _ => Step::Other,
+            },
+            Client::V4(_, el) => match el.poll().await.map_err(|e| error4(&e))? {
+                v4::Event::Incoming(v4::Packet::ConnAck(ack)) => Step::ConnAck {
+                    present: ack.session_present,
+                    refused: None,
+                },
+                v4::Event::Incoming(v4::Packet::SubAck(ack)) => Step::SubAck {
+                    refused: (!ack
+                        .return_codes
+                        .iter()
+                        .all(|c| matches!(c, SubscribeReasonCodeV4::Success(_))))
+                    .then(|| format!("subscription refused: {:?}", ack.return_codes)),
+                },
+                v4::Event::Incoming(v4::Packet::Publish(p)) => Step::Message(message4(&p)),
+                v4::Event::Outgoing(Outgoing::Disconnect) => Step::Disconnected,
+                _ => Step::Other,
+            },
+        };
+        Ok(step)
+    }
+
+    /// Queues a SUBSCRIBE (`&mut`: a shared `Client` would have to be `Sync`, and its event
+    /// loop is not).
+    async fn subscribe(&mut self, filter: &str, level: u8) -> Result<(), ConnError> {
+        let sent = match self {
+            Client::V5(c, _) => c
+                .subscribe(filter, qos5(level))
+                .await
+                .map_err(|e| e.to_string()),
+            Client::V4(c, _) => c
+                .subscribe(filter, qos(level))
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        sent.map_err(|e| ConnError::retry("client", e))
+    }
+
+    /// Queues a DISCONNECT; false when the client is gone.
+    fn try_disconnect(&self) -> bool {
+        match self {
+            Client::V5(c, _) => c.try_disconnect().is_ok(),
+            Client::V4(c, _) => c.try_disconnect().is_ok(),
+        }
+    }
+}
+
 impl MqttConn {
     /// Connects, subscribes every filter and waits for the SUBACKs.
     pub async fn open(
@@ -80,8 +163,7 @@ impl MqttConn {
         let m = &settings.mqtt;
         let resume = matches!(start, Start::Resume(_));
         let deadline = Instant::now() + settings.connect_timeout;
-        let mut pending = VecDeque::new();
-        let (client, session_present) = if m.version == 5 {
+        let mut client = if m.version == 5 {
             let mut opts = v5::MqttOptions::new(m.client_id.clone(), host, port);
             opts.set_keep_alive(KEEP_ALIVE)
                 .set_clean_start(!(m.persistent && resume))
@@ -89,97 +171,45 @@ impl MqttConn {
             if m.persistent {
                 opts.set_session_expiry_interval(Some(SESSION_EXPIRY));
             }
-            let (client, mut el) = v5::AsyncClient::new(opts, QUEUE);
-            let present = loop {
-                match timeout_at(deadline, el.poll()).await {
-                    Err(_) => return Err(ConnError::retry("connect_timeout", "no CONNACK")),
-                    Ok(Err(e)) => return Err(error5(&e)),
-                    Ok(Ok(v5::Event::Incoming(Packet5::ConnAck(ack)))) => {
-                        if ack.code != ConnectReturnCode::Success {
-                            return Err(ConnError::fatal("refused", format!("{:?}", ack.code)));
-                        }
-                        break ack.session_present;
-                    }
-                    Ok(Ok(_)) => {}
-                }
-            };
-            for f in &settings.filters {
-                client
-                    .subscribe(f.clone(), qos5(m.qos))
-                    .await
-                    .map_err(|e| ConnError::retry("client", e.to_string()))?;
-            }
-            let mut acks = 0;
-            while acks < settings.filters.len() {
-                match timeout_at(deadline, el.poll()).await {
-                    Err(_) => return Err(ConnError::retry("connect_timeout", "no SUBACK")),
-                    Ok(Err(e)) => return Err(error5(&e)),
-                    Ok(Ok(v5::Event::Incoming(Packet5::SubAck(ack)))) => {
-                        if !ack
-                            .return_codes
-                            .iter()
-                            .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
-                        {
-                            return Err(ConnError::fatal(
-                                "refused",
-                                format!("subscription refused: {:?}", ack.return_codes),
-                            ));
-                        }
-                        acks += 1;
-                    }
-                    Ok(Ok(v5::Event::Incoming(Packet5::Publish(p)))) => {
-                        pending.push_back(message5(&p));
-                    }
-                    Ok(Ok(_)) => {}
-                }
-            }
-            (Client::V5(client, Box::new(el)), present)
+            let (client, el) = v5::AsyncClient::new(opts, QUEUE);
+            Client::V5(client, Box::new(el))
         } else {
             let mut opts = v4::MqttOptions::new(m.client_id.clone(), host, port);
             opts.set_keep_alive(KEEP_ALIVE)
                 .set_clean_session(!m.persistent)
                 .set_max_packet_size(MAX_PACKET, MAX_PACKET);
-            let (client, mut el) = v4::AsyncClient::new(opts, QUEUE);
-            let present = match timeout_at(deadline, el.poll()).await {
-                Err(_) => return Err(ConnError::retry("connect_timeout", "no CONNACK")),
-                Ok(Err(e)) => return Err(error4(&e)),
-                Ok(Ok(v4::Event::Incoming(v4::Packet::ConnAck(ack)))) => ack.session_present,
-                Ok(Ok(other)) => {
-                    return Err(ConnError::fatal("protocol", format!("{other:?}")));
-                }
-            };
-            for f in &settings.filters {
-                client
-                    .subscribe(f.clone(), qos(m.qos))
-                    .await
-                    .map_err(|e| ConnError::retry("client", e.to_string()))?;
-            }
-            let mut acks = 0;
-            while acks < settings.filters.len() {
-                match timeout_at(deadline, el.poll()).await {
-                    Err(_) => return Err(ConnError::retry("connect_timeout", "no SUBACK")),
-                    Ok(Err(e)) => return Err(error4(&e)),
-                    Ok(Ok(v4::Event::Incoming(v4::Packet::SubAck(ack)))) => {
-                        if !ack
-                            .return_codes
-                            .iter()
-                            .all(|c| matches!(c, SubscribeReasonCodeV4::Success(_)))
-                        {
-                            return Err(ConnError::fatal(
-                                "refused",
-                                format!("subscription refused: {:?}", ack.return_codes),
-                            ));
-                        }
-                        acks += 1;
-                    }
-                    Ok(Ok(v4::Event::Incoming(v4::Packet::Publish(p)))) => {
-                        pending.push_back(message4(&p));
-                    }
-                    Ok(Ok(_)) => {}
-                }
-            }
-            (Client::V4(client, Box::new(el)), present)
+            let (client, el) = v4::AsyncClient::new(opts, QUEUE);
+            Client::V4(client, Box::new(el))
         };
+        let session_present = loop {
+            match timeout_at(deadline, client.step()).await {
+                Err(_) => return Err(ConnError::retry("connect_timeout", "no CONNACK")),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Step::ConnAck {
+                    refused: Some(code),
+                    ..
+                })) => return Err(ConnError::fatal("refused", code)),
+                Ok(Ok(Step::ConnAck { present, .. })) => break present,
+                Ok(Ok(_)) => {}
+            }
+        };
+        for f in &settings.filters {
+            client.subscribe(f, m.qos).await?;
+        }
+        let mut pending = VecDeque::new();
+        let mut acks = 0;
+        while acks < settings.filters.len() {
+            match timeout_at(deadline, client.step()).await {
+                Err(_) => return Err(ConnError::retry("connect_timeout", "no SUBACK")),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Step::SubAck {
+                    refused: Some(detail),
+                })) => return Err(ConnError::fatal("refused", detail)),
+                Ok(Ok(Step::SubAck { refused: None })) => acks += 1,
+                Ok(Ok(Step::Message(event))) => pending.push_back(event),
+                Ok(Ok(_)) => {}
+            }
+        }
         Ok(Opened {
             conn: Conn::Mqtt(Box::new(MqttConn { client, pending })),
             position: None,
@@ -193,17 +223,7 @@ impl MqttConn {
             return Ok(event);
         }
         loop {
-            let event = match &mut self.client {
-                Client::V5(_, el) => match el.poll().await.map_err(|e| error5(&e))? {
-                    v5::Event::Incoming(Packet5::Publish(p)) => Some(message5(&p)),
-                    _ => None,
-                },
-                Client::V4(_, el) => match el.poll().await.map_err(|e| error4(&e))? {
-                    v4::Event::Incoming(v4::Packet::Publish(p)) => Some(message4(&p)),
-                    _ => None,
-                },
-            };
-            if let Some(event) = event {
+            if let Step::Message(event) = self.client.step().await? {
                 return Ok(event);
             }
         }
@@ -211,32 +231,16 @@ impl MqttConn {
 
     /// Sends DISCONNECT (after the acknowledgements still queued) and polls until it is out.
     /// Messages that arrive meanwhile are acknowledged too, so they go to `late`.
-    pub async fn close(self, late: &mut Vec<Event>) {
-        late.extend(self.pending);
-        match self.client {
-            Client::V5(client, mut el) => {
-                if client.try_disconnect().is_err() {
-                    return;
-                }
-                loop {
-                    match el.poll().await {
-                        Ok(v5::Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
-                        Ok(v5::Event::Incoming(Packet5::Publish(p))) => late.push(message5(&p)),
-                        Ok(_) => {}
-                    }
-                }
-            }
-            Client::V4(client, mut el) => {
-                if client.try_disconnect().is_err() {
-                    return;
-                }
-                loop {
-                    match el.poll().await {
-                        Ok(v4::Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
-                        Ok(v4::Event::Incoming(v4::Packet::Publish(p))) => late.push(message4(&p)),
-                        Ok(_) => {}
-                    }
-                }
+    pub async fn close(mut self, late: &mut Vec<Event>) {
+        late.extend(self.pending.drain(..));
+        if !self.client.try_disconnect() {
+            return;
+        }
+        loop {
+            match self.client.step().await {
+                Ok(Step::Disconnected) | Err(_) => return,
+                Ok(Step::Message(event)) => late.push(event),
+                Ok(_) => {}
             }
         }
     }

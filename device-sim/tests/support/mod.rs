@@ -1,266 +1,31 @@
-//! Fixtures of the `device-sim run` tests: a real Mosquitto on a free loopback port, an
-//! MQTT 5 subscriber that records what arrives (with the stamps it carries), and the small
-//! scenario the tests run.
+//! Fixtures shared by every device-sim integration test. Each test file includes this module
+//! with `mod support;` and uses what it needs.
 //!
-//! Needs Debian's `mosquitto`; `./scripts/test.sh` installs it.
-#![allow(dead_code)]
+//! # Layout
+//! - [`mosquitto`]: a real Mosquitto on a free loopback port (Debian's `mosquitto`;
+//!   `./scripts/test.sh` installs it), killed when dropped.
+//! - [`echo`]: a TCP echo server, for the proxy.
+//! - [`streams`]: a publisher of crafted stamped streams (lost, duplicated, reordered on
+//!   purpose), for `verify`.
+//! - [`collector`]: an MQTT 5 subscriber that records what arrives with its stamps, and the
+//!   small scenario the `run` tests use.
+// Every test file compiles this module on its own and uses only part of it.
+#![allow(dead_code, unused_imports)]
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+pub mod collector;
+pub mod echo;
+pub mod mosquitto;
+pub mod streams;
 
-use bytes::Bytes;
-use device_sim::stamp::Stamp;
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+pub use collector::{Collector, Received, assert_no_gaps, scenario};
+pub use echo::{Echo, start_echo};
+pub use mosquitto::{Mosquitto, start_mosquitto, start_mosquitto_with};
+pub use streams::{Crafted, clean_stream, publish_stream};
 
-/// A Mosquitto process owned by a test; killed on drop.
-pub struct Mosquitto {
-    child: Child,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_mosquitto() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/local/sbin".into()]);
-    for dir in dirs {
-        let candidate = dir.join("mosquitto");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`mosquitto` is not installed: run ./scripts/test.sh (or apt-get install mosquitto)");
-}
-
-/// Starts Mosquitto on a free loopback port and waits (at most 10 s) until it accepts TCP.
-pub fn start_mosquitto() -> Mosquitto {
-    let binary = find_mosquitto();
-    let mut failures = Vec::new();
-    for _ in 0..3 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|e| panic!("no free port: {e}"))
-            .port();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let conf = dir.path().join("mosquitto.conf");
-        let text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
-        std::fs::write(&conf, text).unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
-        let mut child = Command::new(&binary)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        for _ in 0..500 {
-            if let Ok(Some(status)) = child.try_wait() {
-                failures.push(format!("port {port}: exited with {status}"));
-                break;
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return Mosquitto {
-                    child,
-                    port,
-                    _dir: dir,
-                };
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        failures.push(format!("port {port}: not accepting connections after 10 s"));
-    }
-    panic!("mosquitto did not start:\n{}", failures.join("\n"));
-}
-
-/// One message a [`Collector`] received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// Topic.
-    pub topic: String,
-    /// Payload.
-    pub payload: Bytes,
-    /// The stamp, from user properties or the payload.
-    pub stamp: Option<Stamp>,
-    /// MQTT 5 correlation data.
-    pub correlation: Option<Bytes>,
-}
-
-/// An MQTT 5 client subscribed to a filter that records every message it receives.
-pub struct Collector {
-    /// The client, for publishing commands.
-    pub client: AsyncClient,
-    got: Arc<Mutex<Vec<Received>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Collector {
-    /// Connects to `addr`, subscribes to `filter` at QoS 1 and waits for the SUBACK.
-    pub async fn start(addr: SocketAddr, id: &str, filter: &str) -> Collector {
-        let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-        o.set_keep_alive(Duration::from_secs(30));
-        o.set_max_packet_size(Some(1 << 20));
-        let (client, mut el) = AsyncClient::new(o, 1000);
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready) = tokio::sync::oneshot::channel();
-        let sink = got.clone();
-        client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .unwrap_or_else(|e| panic!("subscribe: {e}"));
-        let task = tokio::spawn(async move {
-            let mut ready_tx = Some(ready_tx);
-            loop {
-                match el.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        if let Some(tx) = ready_tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let (props, correlation) = match &p.properties {
-                            Some(pp) => (pp.user_properties.clone(), pp.correlation_data.clone()),
-                            None => (Vec::new(), None),
-                        };
-                        let stamp = Stamp::from_user_properties(
-                            props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                        )
-                        .or_else(|| Stamp::from_payload(&p.payload));
-                        let r = Received {
-                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                            payload: p.payload.clone(),
-                            stamp,
-                            correlation,
-                        };
-                        if let Ok(mut g) = sink.lock() {
-                            g.push(r);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        if tokio::time::timeout(Duration::from_secs(10), ready)
-            .await
-            .is_err()
-        {
-            panic!("no SUBACK for {filter} from {addr}");
-        }
-        Collector { client, got, task }
-    }
-
-    /// Everything received so far.
-    pub fn received(&self) -> Vec<Received> {
-        self.got.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    /// Waits until nothing new arrived for `quiet` (at most `limit` in all).
-    pub async fn settle(&self, quiet: Duration, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        let mut last = usize::MAX;
-        while tokio::time::Instant::now() < deadline {
-            let n = self.received().len();
-            if n == last {
-                return;
-            }
-            last = n;
-            tokio::time::sleep(quiet).await;
-        }
-    }
-
-    /// The distinct sequence numbers received per device.
-    pub fn seqs(&self) -> BTreeMap<String, BTreeSet<u64>> {
-        let mut out: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-        for r in self.received() {
-            if let Some(s) = r.stamp {
-                out.entry(s.device).or_default().insert(s.seq);
-            }
-        }
-        out
-    }
-}
-
-/// Asserts that every device's sequence numbers are exactly 1..=max (nothing lost), and
-/// returns how many distinct messages arrived per device.
-pub fn assert_no_gaps(seqs: &BTreeMap<String, BTreeSet<u64>>) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for (dev, set) in seqs {
-        let max = set.iter().next_back().copied().unwrap_or(0);
-        let missing: Vec<u64> = (1..=max).filter(|s| !set.contains(s)).collect();
-        assert!(
-            missing.is_empty(),
-            "{dev}: missing sequence numbers {missing:?}"
-        );
-        counts.insert(dev.clone(), max);
-    }
-    counts
-}
-
-/// A small scenario: three MQTT 3.1.1 meters with a QoS 0 and a QoS 1 JSON stream, and two
-/// MQTT 5 valves with a text stream (stamped in user properties) that answer commands.
-pub fn scenario(prefix: &str, duration: &str) -> String {
-    format!(
-        r#"
-name = "{prefix}"
-duration = "{duration}"
-seed = 7
-
-[[classes]]
-name = "meter"
-count = 3
-client_id = "{prefix}-meter-{{n}}"
-
-[[classes.telemetry]]
-topic = "{prefix}/{{class}}/{{id}}/fast"
-interval = "100ms"
-qos = 0
-payload = {{ model = "json", fields = {{ n = {{ model = "counter" }}, dev = "{{id}}" }} }}
-
-[[classes.telemetry]]
-topic = "{prefix}/{{class}}/{{id}}/slow"
-interval = "250ms"
-jitter = "50ms"
-qos = 1
-payload = {{ model = "json", fields = {{ v = {{ model = "sine", period = "2s", amplitude = 5.0 }} }} }}
-
-[[classes]]
-name = "valve"
-count = 2
-client_id = "{prefix}-valve-{{n}}"
-protocol = 5
-
-[[classes.telemetry]]
-topic = "{prefix}/{{class}}/{{id}}/position"
-interval = "200ms"
-qos = 1
-payload = {{ model = "choice", values = ["open", "closed"] }}
-
-[[classes.commands]]
-topic = "{prefix}/{{class}}/{{id}}/set"
-qos = 1
-reply_topic = "{prefix}/{{class}}/{{id}}/ack"
-reply = {{ ok = true, request = "{{cmd.id}}", device = "{{id}}" }}
-"#
-    )
+/// A loopback port that was free a moment ago (nobody listens on it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+        .port()
 }

@@ -1,29 +1,43 @@
-//! One MQTT connection of a simulated device, over rumqttc's 3.1.1 or 5 client, seen
-//! through one small interface: a [`Client`] to queue requests and a stream of [`Event`]s.
+//! One MQTT connection of a simulated device: a [`Link`] opened with a [`LinkSpec`], which
+//! takes requests (publish, subscribe, disconnect) and yields [`Event`]s, over MQTT 3.1.1 or
+//! 5 on TCP, TLS, WebSocket or secure WebSocket.
 //!
-//! A link is used for one connection only. rumqttc reconnects by itself when polled after an
-//! error and then re-sends what it had in flight; the device instead drops the link and opens
-//! a new one, so it decides when to retry (with backoff) and what to re-send (its own outbox).
-//! The event loop is polled inside the stream, which is never cancelled mid-poll.
+//! A link is used for one connection only: the device drops it when the connection fails and
+//! opens a new one, so it decides when to retry (with backoff) and what to re-send (its own
+//! outbox). [`Link::next`] is cancel-safe: all state lives in the link, so the device may
+//! poll it in a `select!` beside its timers.
+//!
+//! A fleet holds thousands of links, mostly idle, so a link is small: the protocol state, a
+//! socket, one timer, and buffers that exist only while there are bytes in them. That is why
+//! it speaks MQTT itself on rumqttc's packet codecs: rumqttc's client event loop keeps ~40 kB
+//! of buffers and queues per connection whatever its options.
+//!
+//! # Layout
+//! - `core`: the protocol with no I/O (packet ids, in-flight window, queue, keep-alive).
+//! - `codec`: MQTT 3.1.1 and 5 packets (rumqttc's `mqttbytes`) in one vocabulary.
+//! - `io`: TCP, TLS and WebSocket streams.
 
+mod codec;
+mod core;
+mod io;
+
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::Stream;
-use futures_util::stream::{self, StreamExt};
-use rumqttc::v5::mqttbytes::v5 as p5;
-use rumqttc::{TlsConfiguration, Transport as RTransport, v5};
+use bytes::{Bytes, BytesMut};
+use tokio::time::{Instant, Sleep, sleep_until};
 
+use self::core::Core;
+pub use self::core::Refused;
+use self::io::{Io, socket_error};
 use super::outbox::Props;
-use crate::scenario::{Broker, Protocol, Transport};
-
-/// Largest packet a device sends or accepts.
-const MAX_PACKET: usize = 1024 * 1024;
+use crate::scenario::{Broker, Protocol};
 
 /// Everything needed to open one connection.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LinkSpec {
     /// Client id.
     pub client_id: String,
@@ -43,10 +57,44 @@ pub struct LinkSpec {
     pub session_expiry: Option<Duration>,
     /// In-flight window for QoS 1/2.
     pub inflight: u16,
-    /// Request queue of the client.
+    /// Publishes that may wait for room in the window before further ones are refused.
     pub queue: usize,
-    /// Last will: topic, payload, QoS, retain.
-    pub will: Option<(String, String, u8, bool)>,
+    /// Last will.
+    pub will: Option<Will>,
+}
+
+impl LinkSpec {
+    fn v5(&self) -> bool {
+        self.protocol == Protocol::V5
+    }
+}
+
+/// A last will, expanded for one device.
+#[derive(Debug, Clone)]
+pub struct Will {
+    /// Topic.
+    pub topic: String,
+    /// Payload.
+    pub payload: String,
+    /// QoS.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+}
+
+/// One publish handed to a link.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    /// Topic.
+    pub topic: String,
+    /// QoS.
+    pub qos: u8,
+    /// Retain flag.
+    pub retain: bool,
+    /// Payload.
+    pub payload: Bytes,
+    /// MQTT 5 properties.
+    pub props: Option<Props>,
 }
 
 /// What happened on a link.
@@ -54,10 +102,9 @@ pub struct LinkSpec {
 pub enum Event {
     /// The broker accepted the connection.
     ConnAck,
-    /// A publish was written; its packet id (0 for QoS 0).
+    /// A publish was written; its packet id (0 for QoS 0). Publishes are written in the order
+    /// the link accepted them.
     Sent(u16),
-    /// A QoS 1/2 publish is waiting for a packet id held by an older, unacknowledged one.
-    AwaitAck(u16),
     /// A QoS 1/2 publish is finished: PUBACK, PUBCOMP, or a refusing PUBREC; `ok` is false
     /// when the broker refused it (MQTT 5 reason code).
     Acked {
@@ -66,14 +113,13 @@ pub enum Event {
         /// Whether the broker accepted it.
         ok: bool,
     },
-    /// A message for one of the device's subscriptions.
-    Received(Incoming),
+    /// A message for one of the device's subscriptions (boxed: it is rare, and it would
+    /// make every queued event as large as itself).
+    Received(Box<Incoming>),
     /// A SUBACK; how many filters were refused.
     SubAck(usize),
     /// The DISCONNECT the device asked for was written.
     Disconnected,
-    /// Anything else (pings, acks the device sends).
-    Other,
 }
 
 /// A message received by a device.
@@ -98,319 +144,132 @@ pub struct LinkError {
     pub detail: String,
 }
 
-/// The request side of a link.
-#[derive(Clone)]
-pub enum Client {
-    /// MQTT 3.1.1.
-    V4(rumqttc::AsyncClient),
-    /// MQTT 5.
-    V5(v5::AsyncClient),
+/// One open connection.
+pub struct Link {
+    io: Io,
+    core: Core,
+    /// Bytes read and not yet a whole packet; empty (no allocation) while idle.
+    rbuf: BytesMut,
+    /// Keep-alive timer.
+    timer: Pin<Box<Sleep>>,
+    /// Bytes were written since the last flush.
+    dirty: bool,
 }
 
-/// The events of a link, in order.
-pub type Events = Pin<Box<dyn Stream<Item = Result<Event, LinkError>> + Send>>;
+impl Link {
+    /// Connects, sends CONNECT and waits for the broker to accept (the caller bounds the
+    /// wait).
+    pub async fn open(spec: &LinkSpec) -> Result<Self, LinkError> {
+        let io = io::connect(spec).await?;
+        let now = Instant::now();
+        let mut link = Link {
+            io,
+            core: Core::new(spec, now)?,
+            rbuf: BytesMut::new(),
+            timer: Box::pin(sleep_until(now + spec.keep_alive)),
+            dirty: false,
+        };
+        // While connecting, CONNACK is the only event there can be.
+        while !matches!(link.next().await?, Event::ConnAck) {}
+        Ok(link)
+    }
 
-/// Opens a link: nothing happens on the network until the events are polled.
-pub fn open(spec: &LinkSpec) -> (Client, Events) {
-    match spec.protocol {
-        Protocol::V311 => open_v4(spec),
-        Protocol::V5 => open_v5(spec),
+    /// Queues a publish; it is written (and reported as [`Event::Sent`]) while
+    /// [`Link::next`] is polled.
+    pub fn publish(&mut self, p: Publish) -> Result<(), Refused> {
+        self.core.publish(p, Instant::now())
     }
-}
 
-fn transport(spec: &LinkSpec) -> RTransport {
-    // `run` builds a configuration for every TLS broker; without one the connection fails
-    // (no trusted CA), which is counted like any other failure.
-    let tls = || match spec.tls.clone() {
-        Some(config) => TlsConfiguration::Rustls(config),
-        None => TlsConfiguration::Simple {
-            ca: Vec::new(),
-            alpn: None,
-            client_auth: None,
-        },
-    };
-    match spec.broker.transport {
-        Transport::Tcp => RTransport::Tcp,
-        Transport::Tls => RTransport::Tls(tls()),
-        Transport::Ws => RTransport::Ws,
-        Transport::Wss => RTransport::Wss(tls()),
+    /// Subscribes to one filter.
+    pub fn subscribe(&mut self, filter: &str, qos: u8) -> Result<(), Refused> {
+        self.core.subscribe(filter, qos, Instant::now())
     }
-}
 
-/// rumqttc takes a WebSocket broker as a URL in place of the host.
-fn host(spec: &LinkSpec) -> String {
-    match spec.broker.transport {
-        Transport::Ws | Transport::Wss => spec.broker.to_string(),
-        _ => spec.broker.host.clone(),
+    /// Queues a DISCONNECT; [`Event::Disconnected`] follows once it is written. False when
+    /// the link is already closing.
+    pub fn disconnect(&mut self) -> bool {
+        self.core.disconnect(Instant::now())
     }
-}
 
-fn open_v4(spec: &LinkSpec) -> (Client, Events) {
-    let mut o = rumqttc::MqttOptions::new(&spec.client_id, host(spec), spec.broker.port);
-    o.set_keep_alive(spec.keep_alive)
-        .set_clean_session(spec.clean_session || spec.client_id.is_empty())
-        .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-        .set_inflight(spec.inflight.max(1))
-        .set_transport(transport(spec));
-    if let Some((user, pass)) = &spec.credentials {
-        o.set_credentials(user, pass);
+    /// The next event; writes what is queued and keeps the connection alive meanwhile.
+    /// Cancel-safe.
+    pub async fn next(&mut self) -> Result<Event, LinkError> {
+        poll_fn(|cx| self.poll_next(cx)).await
     }
-    if let Some((topic, payload, qos, retain)) = &spec.will {
-        o.set_last_will(rumqttc::LastWill::new(
-            topic,
-            payload.as_bytes(),
-            qos4(*qos),
-            *retain,
-        ));
-    }
-    let (client, eventloop) = rumqttc::AsyncClient::new(o, spec.queue.max(1));
-    let events = stream::unfold(eventloop, |mut el| async move {
-        let r = el.poll().await;
-        Some((r, el))
-    })
-    .map(|r| r.map(event_v4).map_err(error_v4));
-    (Client::V4(client), Box::pin(events))
-}
 
-fn open_v5(spec: &LinkSpec) -> (Client, Events) {
-    let mut o = v5::MqttOptions::new(&spec.client_id, host(spec), spec.broker.port);
-    o.set_keep_alive(spec.keep_alive.max(Duration::from_secs(5)))
-        .set_clean_start(spec.clean_session)
-        .set_max_packet_size(Some(MAX_PACKET as u32))
-        .set_outgoing_inflight_upper_limit(spec.inflight.max(1))
-        .set_transport(transport(spec));
-    if let Some(expiry) = spec.session_expiry {
-        o.set_session_expiry_interval(Some(u32::try_from(expiry.as_secs()).unwrap_or(u32::MAX)));
-    }
-    if let Some((user, pass)) = &spec.credentials {
-        o.set_credentials(user, pass);
-    }
-    if let Some((topic, payload, qos, retain)) = &spec.will {
-        o.set_last_will(p5::LastWill::new(
-            topic,
-            payload.as_bytes(),
-            qos5(*qos),
-            *retain,
-            None,
-        ));
-    }
-    let (client, eventloop) = v5::AsyncClient::new(o, spec.queue.max(1));
-    let events = stream::unfold(eventloop, |mut el| async move {
-        let r = el.poll().await;
-        Some((r, el))
-    })
-    .map(|r| r.map(event_v5).map_err(error_v5));
-    (Client::V5(client), Box::pin(events))
-}
-
-impl Client {
-    /// Queues a publish without waiting; false when the queue is full (or the link gone).
-    pub fn publish(
-        &self,
-        topic: &str,
-        qos: u8,
-        retain: bool,
-        payload: Bytes,
-        props: Option<&Props>,
-    ) -> bool {
-        match self {
-            Client::V4(c) => c
-                .try_publish(topic, qos4(qos), retain, payload.to_vec())
-                .is_ok(),
-            Client::V5(c) => match props {
-                Some(p) => {
-                    let props = p5::PublishProperties {
-                        user_properties: p.user_properties.clone(),
-                        correlation_data: p.correlation.clone(),
-                        ..Default::default()
-                    };
-                    c.try_publish_with_properties(topic, qos5(qos), retain, payload, props)
-                        .is_ok()
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, LinkError>> {
+        loop {
+            if let Some(e) = self.core.take_failure() {
+                return Poll::Ready(Err(e));
+            }
+            if let Some(ev) = self.core.pop_event() {
+                return Poll::Ready(Ok(ev));
+            }
+            let mut progress = false;
+            while !self.core.to_write().is_empty() {
+                match self.io.poll_write(cx, self.core.to_write()) {
+                    Poll::Ready(Ok(0)) => {
+                        let e = std::io::ErrorKind::WriteZero.into();
+                        return Poll::Ready(Err(socket_error(e)));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.dirty = true;
+                        progress = true;
+                        if let Err(e) = self.core.wrote(n, Instant::now()) {
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(socket_error(e))),
+                    Poll::Pending => break,
                 }
-                None => c.try_publish(topic, qos5(qos), retain, payload).is_ok(),
-            },
-        }
-    }
-
-    /// Queues a subscription; false when the queue is full.
-    pub fn subscribe(&self, filter: &str, qos: u8) -> bool {
-        match self {
-            Client::V4(c) => c.try_subscribe(filter, qos4(qos)).is_ok(),
-            Client::V5(c) => c.try_subscribe(filter, qos5(qos)).is_ok(),
-        }
-    }
-
-    /// Queues a DISCONNECT; false when the queue is full.
-    pub fn disconnect(&self) -> bool {
-        match self {
-            Client::V4(c) => c.try_disconnect().is_ok(),
-            Client::V5(c) => c.try_disconnect().is_ok(),
-        }
-    }
-}
-
-fn qos4(q: u8) -> rumqttc::QoS {
-    match q {
-        0 => rumqttc::QoS::AtMostOnce,
-        1 => rumqttc::QoS::AtLeastOnce,
-        _ => rumqttc::QoS::ExactlyOnce,
-    }
-}
-
-fn qos5(q: u8) -> v5::mqttbytes::QoS {
-    match q {
-        0 => v5::mqttbytes::QoS::AtMostOnce,
-        1 => v5::mqttbytes::QoS::AtLeastOnce,
-        _ => v5::mqttbytes::QoS::ExactlyOnce,
-    }
-}
-
-fn event_v4(e: rumqttc::Event) -> Event {
-    use rumqttc::{Event as E, Outgoing as O, Packet as P};
-    match e {
-        E::Incoming(P::ConnAck(_)) => Event::ConnAck,
-        E::Incoming(P::PubAck(a)) => Event::Acked {
-            pkid: a.pkid,
-            ok: true,
-        },
-        E::Incoming(P::PubComp(a)) => Event::Acked {
-            pkid: a.pkid,
-            ok: true,
-        },
-        E::Incoming(P::Publish(p)) => Event::Received(Incoming {
-            topic: p.topic,
-            payload: p.payload,
-            response_topic: None,
-            correlation: None,
-        }),
-        E::Incoming(P::SubAck(s)) => Event::SubAck(
-            s.return_codes
-                .iter()
-                .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                .count(),
-        ),
-        E::Outgoing(O::Publish(pkid)) => Event::Sent(pkid),
-        E::Outgoing(O::AwaitAck(pkid)) => Event::AwaitAck(pkid),
-        E::Outgoing(O::Disconnect) => Event::Disconnected,
-        _ => Event::Other,
-    }
-}
-
-fn event_v5(e: v5::Event) -> Event {
-    use p5::Packet as P;
-    use rumqttc::Outgoing as O;
-    use v5::Event as E;
-    match e {
-        E::Incoming(P::ConnAck(_)) => Event::ConnAck,
-        E::Incoming(P::PubAck(a)) => Event::Acked {
-            pkid: a.pkid,
-            ok: matches!(
-                a.reason,
-                p5::PubAckReason::Success | p5::PubAckReason::NoMatchingSubscribers
-            ),
-        },
-        E::Incoming(P::PubRec(r))
-            if !matches!(
-                r.reason,
-                p5::PubRecReason::Success | p5::PubRecReason::NoMatchingSubscribers
-            ) =>
-        {
-            Event::Acked {
-                pkid: r.pkid,
-                ok: false,
+            }
+            if self.dirty && self.core.to_write().is_empty() {
+                match self.io.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.dirty = false;
+                        self.core.flushed();
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(socket_error(e))),
+                    Poll::Pending => {}
+                }
+            }
+            match self.io.poll_read(cx, &mut self.rbuf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(LinkError {
+                        kind: "closed_by_broker",
+                        detail: "connection closed by the broker".into(),
+                    }));
+                }
+                Poll::Ready(Ok(_)) => {
+                    progress = true;
+                    if let Err(e) = self.core.receive(&mut self.rbuf, Instant::now()) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(socket_error(e))),
+                Poll::Pending => {}
+            }
+            if let Some(at) = self.core.deadline() {
+                if self.timer.deadline() != at {
+                    self.timer.as_mut().reset(at);
+                }
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    progress = true;
+                    // The timer has fired, so the deadline has passed whatever the clock's
+                    // rounding says.
+                    if let Err(e) = self.core.on_timer(Instant::now().max(at)) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            }
+            if !progress {
+                if self.rbuf.is_empty() {
+                    // Let an idle connection's read buffer go.
+                    self.rbuf = BytesMut::new();
+                }
+                return Poll::Pending;
             }
         }
-        E::Incoming(P::PubComp(a)) => Event::Acked {
-            pkid: a.pkid,
-            ok: true,
-        },
-        E::Incoming(P::Publish(p)) => {
-            let (response_topic, correlation) = match p.properties {
-                Some(props) => (props.response_topic, props.correlation_data),
-                None => (None, None),
-            };
-            Event::Received(Incoming {
-                topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                payload: p.payload,
-                response_topic,
-                correlation,
-            })
-        }
-        E::Incoming(P::SubAck(s)) => Event::SubAck(
-            s.return_codes
-                .iter()
-                .filter(|c| !matches!(c, p5::SubscribeReasonCode::Success(_)))
-                .count(),
-        ),
-        E::Outgoing(O::Publish(pkid)) => Event::Sent(pkid),
-        E::Outgoing(O::AwaitAck(pkid)) => Event::AwaitAck(pkid),
-        E::Outgoing(O::Disconnect) => Event::Disconnected,
-        _ => Event::Other,
-    }
-}
-
-fn error_v4(e: rumqttc::ConnectionError) -> LinkError {
-    use rumqttc::ConnectionError as C;
-    let kind = match &e {
-        C::ConnectionRefused(_) => "connection_refused_by_broker",
-        C::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => "connection_refused",
-        C::Io(_) => "socket_error",
-        C::NetworkTimeout => "connect_timeout",
-        C::FlushTimeout => "flush_timeout",
-        C::NotConnAck(_) => "unexpected_packet",
-        C::Tls(_) => "tls_error",
-        C::MqttState(s) => state_kind_v4(s),
-        _ => "connection_error",
-    };
-    LinkError {
-        kind,
-        detail: describe(e.to_string(), kind),
-    }
-}
-
-fn state_kind_v4(s: &rumqttc::StateError) -> &'static str {
-    use rumqttc::StateError as S;
-    match s {
-        S::Io(_) | S::Deserialization(rumqttc::mqttbytes::Error::Io(_)) => "socket_error",
-        S::ConnectionAborted => "closed_by_broker",
-        S::Deserialization(_) => "malformed_packet",
-        S::AwaitPingResp => "no_pingresp",
-        S::Unsolicited(_) => "unsolicited_ack",
-        _ => "protocol_error",
-    }
-}
-
-fn error_v5(e: v5::ConnectionError) -> LinkError {
-    use v5::ConnectionError as C;
-    use v5::StateError as S;
-    let kind = match &e {
-        C::ConnectionRefused(_) => "connection_refused_by_broker",
-        C::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => "connection_refused",
-        C::Io(_) => "socket_error",
-        C::Timeout(_) => "connect_timeout",
-        C::NotConnAck(_) => "unexpected_packet",
-        C::Tls(_) => "tls_error",
-        C::MqttState(S::Io(_)) => "socket_error",
-        C::MqttState(S::ConnectionAborted) => "closed_by_broker",
-        C::MqttState(S::ServerDisconnect { .. }) => "disconnected_by_broker",
-        C::MqttState(S::Deserialization(_)) => "malformed_packet",
-        C::MqttState(S::AwaitPingResp) => "no_pingresp",
-        C::MqttState(S::Unsolicited(_)) => "unsolicited_ack",
-        C::MqttState(_) => "protocol_error",
-        _ => "connection_error",
-    };
-    LinkError {
-        kind,
-        detail: describe(e.to_string(), kind),
-    }
-}
-
-/// A short human detail: "connection refused" rather than rumqttc's debug-ish text.
-fn describe(text: String, kind: &str) -> String {
-    match kind {
-        "connection_refused" => "connection refused".into(),
-        "connect_timeout" => "no answer (timeout)".into(),
-        "closed_by_broker" => "connection closed by the broker".into(),
-        _ => text,
     }
 }
