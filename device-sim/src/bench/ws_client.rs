@@ -6,8 +6,8 @@
 //! - [`Protocol::Mqtt`]: MQTT 3.1.1 over WebSocket (subprotocol `mqtt`), as MQTT.js speaks it
 //!   to Mosquitto's `protocol websockets` listener: CONNECT, SUBSCRIBE at QoS 0, PUBLISH
 //!   packets in binary frames;
-//! - [`Protocol::Sse`] (idle memory only): the gateway's `/sse`, a raw HTTP/1.1 request whose
-//!   response is read and discarded.
+//! - [`Protocol::Sse`]: the gateway's `/sse`, a raw HTTP/1.1 request whose chunked response
+//!   is decoded into events; each `msg` event's `data` is a payload.
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +23,7 @@ pub enum Protocol {
     Gateway,
     /// MQTT over WebSocket.
     Mqtt,
-    /// The gateway's Server-Sent Events (`/sse`); idle memory only.
+    /// The gateway's Server-Sent Events (`/sse`).
     Sse,
 }
 
@@ -33,8 +33,9 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<T
 pub enum Sub {
     /// A WebSocket (gateway or MQTT).
     Ws(Box<Ws>, Protocol, Vec<u8>),
-    /// An SSE response being read.
-    Sse(TcpStream),
+    /// An SSE response being read: the socket, bytes not yet de-chunked, and event text not
+    /// yet parsed.
+    Sse(TcpStream, Vec<u8>, Vec<u8>),
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> String {
@@ -59,12 +60,30 @@ pub async fn connect(protocol: Protocol, url: &str, topic: &str, id: &str) -> Re
             s.write_all(req.as_bytes())
                 .await
                 .map_err(|e| err("request", e))?;
-            let mut buf = [0u8; 1024];
-            let n = s.read(&mut buf).await.map_err(|e| err("response", e))?;
-            if !buf[..n].starts_with(b"HTTP/1.1 200") {
+            // Read up to the end of the response header; what follows is body.
+            let mut head = Vec::new();
+            let body_at = loop {
+                let mut b = [0u8; 1024];
+                let n = s.read(&mut b).await.map_err(|e| err("response", e))?;
+                if n == 0 {
+                    return Err("the SSE response ended before its header did".into());
+                }
+                head.extend_from_slice(&b[..n]);
+                if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                if head.len() > 16 * 1024 {
+                    return Err("an SSE response header over 16 KiB".into());
+                }
+            };
+            if !head.starts_with(b"HTTP/1.1 200") {
                 return Err("SSE request refused".into());
             }
-            Ok(Sub::Sse(s))
+            let header = String::from_utf8_lossy(&head[..body_at]).to_ascii_lowercase();
+            if !header.contains("transfer-encoding: chunked") {
+                return Err("the SSE response is not chunked, which this client expects".into());
+            }
+            Ok(Sub::Sse(s, head.split_off(body_at), Vec::new()))
         }
         Protocol::Gateway => {
             let (mut ws, _) = tokio_tungstenite::connect_async(url)
@@ -128,13 +147,32 @@ impl Sub {
     /// connection ended.
     pub async fn next_payloads(&mut self, out: &mut Vec<Vec<u8>>) -> Option<()> {
         match self {
-            Sub::Sse(s) => {
-                let mut b = [0u8; 4096];
-                match s.read(&mut b).await {
-                    Ok(0) | Err(_) => None,
-                    Ok(_) => Some(()),
+            Sub::Sse(s, raw, text) => loop {
+                // An error is the last chunk or broken framing: use what came before it.
+                let ended = crate::verify::sse::dechunk(raw, text).is_err();
+                let mut got = false;
+                while let Some((end, next)) = crate::verify::sse::find_blank(text) {
+                    for line in text[..end].split(|b| *b == b'\n') {
+                        let data = line.strip_prefix(b"data: ").unwrap_or_default();
+                        if let Some(d) = std::str::from_utf8(data).ok().and_then(gateway_data) {
+                            out.push(d.as_bytes().to_vec());
+                            got = true;
+                        }
+                    }
+                    text.drain(..next);
                 }
-            }
+                if got {
+                    return Some(());
+                }
+                if ended {
+                    return None;
+                }
+                let mut b = [0u8; 16 * 1024];
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => raw.extend_from_slice(&b[..n]),
+                }
+            },
             Sub::Ws(ws, protocol, buf) => loop {
                 match ws.next().await? {
                     Ok(Message::Text(t)) if *protocol == Protocol::Gateway => {
@@ -268,5 +306,60 @@ mod tests {
         let (kind, body, used) = split_packet(&p).expect("a packet");
         assert_eq!((kind, body.len() + 2, used), (0x82, p.len(), p.len()));
         assert!(split_packet(&p[..3]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod sse_tests {
+    use super::*;
+
+    /// A chunked SSE response whose chunk boundaries fall inside events, served by a local
+    /// listener: every `msg` payload comes out once, in order, and the end is noticed.
+    #[tokio::test]
+    async fn sse_payloads_survive_chunk_boundaries() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e}"));
+        let body = "event: welcome\ndata: {\"op\":\"welcome\"}\n\n\
+                    id: 1-1\ndata: {\"op\":\"msg\",\"pos\":\"1-1\",\"data\":{\"n\":1}}\n\n\
+                    : heartbeat\n\n\
+                    id: 1-2\ndata: {\"op\":\"msg\",\"pos\":\"1-2\",\"data\":{\"n\":2}}\n\n";
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener
+                .accept()
+                .await
+                .unwrap_or_else(|e| panic!("accept: {e}"));
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req).await;
+            let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                            transfer-encoding: chunked\r\n\r\n"
+                .to_vec();
+            for piece in body.as_bytes().chunks(7) {
+                out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                out.extend_from_slice(piece);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            let _ = s.write_all(&out).await;
+        });
+        let url = format!("http://{addr}");
+        let mut sub = connect(Protocol::Sse, &url, "t", "c")
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            if sub.next_payloads(&mut got).await.is_none() {
+                break;
+            }
+        }
+        assert_eq!(got, vec![b"{\"n\":1}".to_vec(), b"{\"n\":2}".to_vec()]);
+        assert!(
+            sub.next_payloads(&mut got).await.is_none(),
+            "the end is noticed"
+        );
+        let _ = server.await;
     }
 }

@@ -225,7 +225,7 @@ impl SseConn {
 }
 
 /// Moves every complete chunk from `raw` to `buf`; true if any was moved.
-fn dechunk(raw: &mut Vec<u8>, buf: &mut Vec<u8>) -> Result<bool, ConnError> {
+pub(crate) fn dechunk(raw: &mut Vec<u8>, buf: &mut Vec<u8>) -> Result<bool, ConnError> {
     let mut moved = false;
     loop {
         let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
@@ -298,7 +298,7 @@ fn parse_block(text: &str) -> (Block, Option<String>) {
 }
 
 /// Position of the first blank line: (end of the block's text, end including the blank).
-fn find_blank(buf: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn find_blank(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf
         .windows(2)
         .position(|w| w == b"\n\n")
