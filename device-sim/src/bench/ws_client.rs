@@ -151,16 +151,20 @@ impl Sub {
                 // An error is the last chunk or broken framing: use what came before it.
                 let ended = crate::verify::sse::dechunk(raw, text).is_err();
                 let mut got = false;
-                while let Some((end, next)) = crate::verify::sse::find_blank(text) {
-                    for line in text[..end].split(|b| *b == b'\n') {
+                // Events end with a blank line (the gateway writes `\n` line ends); one pass
+                // over what arrived, then one drain.
+                let mut start = 0;
+                while let Some(end) = text[start..].windows(2).position(|w| w == b"\n\n") {
+                    for line in text[start..start + end].split(|b| *b == b'\n') {
                         let data = line.strip_prefix(b"data: ").unwrap_or_default();
                         if let Some(d) = std::str::from_utf8(data).ok().and_then(gateway_data) {
                             out.push(d.as_bytes().to_vec());
                             got = true;
                         }
                     }
-                    text.drain(..next);
+                    start += end + 2;
                 }
+                text.drain(..start);
                 if got {
                     return Some(());
                 }

@@ -298,7 +298,7 @@ fn parse_block(text: &str) -> (Block, Option<String>) {
 }
 
 /// Position of the first blank line: (end of the block's text, end including the blank).
-pub(crate) fn find_blank(buf: &[u8]) -> Option<(usize, usize)> {
+fn find_blank(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf
         .windows(2)
         .position(|w| w == b"\n\n")
