@@ -99,41 +99,53 @@ impl FromStr for Broker {
                 ));
             }
         };
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("`{text}`: missing `]` after the IPv6 address"))?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            }
+        let default_port = match transport {
+            Transport::Tcp => 1883,
+            Transport::Tls => 8883,
+            Transport::Ws => 80,
+            Transport::Wss => 443,
         };
-        if host.is_empty() {
-            return Err(format!(
-                "`{text}` has no host; write e.g. mqtt://127.0.0.1:1883"
-            ));
-        }
-        let port = match port {
-            None => match transport {
-                Transport::Tcp => 1883,
-                Transport::Tls => 8883,
-                Transport::Ws => 80,
-                Transport::Wss => 443,
-            },
-            Some(p) => match p.parse::<u16>() {
-                Ok(0) | Err(_) => return Err(format!("`{p}` is not a TCP port (1-65535)")),
-                Ok(p) => p,
-            },
-        };
+        let (host, port) = host_port(authority, default_port, text)?;
         Ok(Self {
             transport,
-            host: host.to_owned(),
+            host,
             port,
             path: path.to_owned(),
         })
     }
+}
+
+/// Splits `host[:port]` or `[v6][:port]` (`text` is the whole URL, for messages); a missing
+/// port is `default_port`.
+pub(crate) fn host_port(
+    authority: &str,
+    default_port: u16,
+    text: &str,
+) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("`{text}`: missing `]` after the IPv6 address"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "`{text}` has no host; write one, e.g. 127.0.0.1:PORT"
+        ));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) | Err(_) => return Err(format!("`{p}` is not a TCP port (1-65535)")),
+            Ok(p) => p,
+        },
+    };
+    Ok((host.to_owned(), port))
 }
 
 #[cfg(test)]

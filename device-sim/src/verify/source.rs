@@ -2,6 +2,7 @@
 //! WebSocket protocol), `http://HOST:PORT/sse` (its Server-Sent Events) or `mqtt://HOST:PORT`
 //! (any MQTT broker). Plain TCP only.
 
+use crate::scenario::broker::host_port;
 use std::fmt;
 use std::str::FromStr;
 
@@ -37,31 +38,6 @@ impl Source {
             Source::Mqtt { .. } => "mqtt",
         }
     }
-}
-
-fn host_port(authority: &str, default_port: u16, text: &str) -> Result<(String, u16), String> {
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("`{text}`: missing `]` after the IPv6 address"))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("`{text}` has no host"));
-    }
-    let port = match port {
-        None => default_port,
-        Some(p) => match p.parse::<u16>() {
-            Ok(p) if p > 0 => p,
-            _ => return Err(format!("`{p}` is not a TCP port (1-65535)")),
-        },
-    };
-    Ok((host.to_string(), port))
 }
 
 impl FromStr for Source {
