@@ -6,8 +6,9 @@
 //! are first collected in overlays where the last change wins, and later requests of the same
 //! batch read through them, so a batch behaves exactly like its requests run one by one.
 
+use super::block::{ChanEntry, ChanItem};
 use super::keys;
-use super::retention::{Evicted, count_slack, evict_head};
+use super::retention::{Evicted, Freed, blocks_freed, count_slack, evict_head, free_blocks};
 use super::state::{RESERVE_STEP, WriterState};
 use super::store::{self, DedupeRecord, META_RESERVED, storage_err};
 use super::writer::{Reply, Request};
@@ -43,13 +44,19 @@ struct Batch<'a> {
     sessions: HashMap<String, Option<Vec<u8>>>,
     /// Per channel: entries this batch writes to history, and the first one's seq.
     added: HashMap<String, (u64, u64)>,
+    /// Per channel: its messages in the block being filled.
+    block_items: HashMap<String, Vec<ChanItem>>,
+    /// Blocks this batch wrote, with their message counts.
+    blocks: Vec<(u64, u64)>,
+    /// A failure that makes the whole batch fail (nothing of it may be released).
+    failed: Option<LogError>,
 }
 
 /// Runs one group commit over `reqs` (none of which is a sweep or close).
-pub fn commit(state: &mut WriterState, reqs: Vec<Request>) -> Outcome {
-    // Sized up front: a batch holds up to `max_batch` requests, and growing its item list by
-    // doubling would reallocate (and fault in fresh pages) several times per commit.
-    let wb = fjall::OwnedWriteBatch::with_capacity(state.store.db.clone(), reqs.len() * 2 + 8);
+pub fn commit(state: &mut WriterState, reqs: &mut Vec<Request>) -> Outcome {
+    // Most requests add no item of their own (their messages share blocks and index entries),
+    // so a fraction of the request count covers the usual batch without regrowing.
+    let wb = fjall::OwnedWriteBatch::with_capacity(state.store.db.clone(), reqs.len() / 4 + 16);
     let mut b = Batch {
         state,
         wb,
@@ -61,8 +68,11 @@ pub fn commit(state: &mut WriterState, reqs: Vec<Request>) -> Outcome {
         retained: HashMap::new(),
         sessions: HashMap::new(),
         added: HashMap::new(),
+        block_items: HashMap::new(),
+        blocks: Vec::new(),
+        failed: None,
     };
-    for r in reqs {
+    for r in reqs.drain(..) {
         b.apply(r);
     }
     b.finish()
@@ -133,12 +143,6 @@ impl Batch<'_> {
         let reliable = msg.qos.is_reliable();
         let retain_delete = msg.retain && msg.payload.is_empty();
         let history = !retain_delete && self.state.rules.stores(&msg.topic, reliable);
-        let encoded = if history {
-            Some(store::encode(&msg)?)
-        } else {
-            None
-        };
-        let ts = store::encode(&msg.ts_ms)?;
         let seq = self.state.next_seq;
         let stored = Arc::new(StoredMessage {
             pos: Position { epoch, seq },
@@ -150,14 +154,26 @@ impl Batch<'_> {
             (true, true) => Some(None),
             (false, _) => None,
         };
+        if history {
+            if self.state.block.is_full() {
+                self.close_block();
+            }
+            self.state.block.push(seq, &stored.msg)?;
+        }
         // Nothing below can fail: the sequence number is now taken.
         self.state.next_seq += 1;
         let topic = &stored.msg.topic;
-        if let Some(value) = encoded {
-            self.wb
-                .insert(&self.state.store.msgs, keys::seq_key(seq), value);
-            self.wb
-                .insert(&self.state.store.chan, keys::chan_key(topic, seq), ts);
+        if history {
+            let item = ChanItem {
+                seq,
+                ts_ms: stored.msg.ts_ms,
+            };
+            match self.block_items.get_mut(topic.as_str()) {
+                Some(items) => items.push(item),
+                None => {
+                    self.block_items.insert(topic.clone(), vec![item]);
+                }
+            }
             self.added.entry(topic.clone()).or_insert((0, seq)).0 += 1;
         }
         if let Some(change) = retained {
@@ -178,6 +194,36 @@ impl Batch<'_> {
         Ok(Appended::New(Position { epoch, seq }))
     }
 
+    /// Writes the block being filled, and its channel-index entries, into the batch. A
+    /// failure fails the batch.
+    fn close_block(&mut self) {
+        let Some(key) = self.state.block.last_seq() else {
+            return;
+        };
+        let n = self.state.block.len() as u64;
+        let store = &self.state.store;
+        let mut entries = Vec::with_capacity(self.block_items.len());
+        for (ch, items) in self.block_items.drain() {
+            let Some(last) = items.last().map(|it| it.seq) else {
+                continue;
+            };
+            match store::encode(&ChanEntry { block: key, items }) {
+                Ok(value) => entries.push((keys::chan_key(&ch, last), value)),
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                    return;
+                }
+            }
+        }
+        for (k, v) in entries {
+            self.wb.insert(&store.chan, k, v);
+        }
+        self.wb
+            .insert(&store.msgs, keys::seq_key(key), self.state.block.seal());
+        self.state.block.reset();
+        self.blocks.push((key, n));
+    }
+
     fn forget(&mut self, key: Vec<u8>) -> Result<(), LogError> {
         if let Some(rec) = self.dedupe_lookup(&key)? {
             self.dedupe_t
@@ -190,7 +236,7 @@ impl Batch<'_> {
     /// Count retention for the channels this batch added to: a channel that would go past
     /// its limit plus [`count_slack`] is trimmed back to its limit. The batch's own messages
     /// are never evicted here (the next write or sweep trims a batch that alone overshoots).
-    fn evict_by_count(&mut self) -> HashMap<String, Evicted> {
+    fn evict_by_count(&mut self, freed: &mut Freed) -> HashMap<String, Evicted> {
         let mut trimmed = HashMap::new();
         for (ch, (new, _)) in &self.added {
             let Some(on_disk) = self.state.history.get(ch) else {
@@ -212,6 +258,7 @@ impl Batch<'_> {
                 over,
                 |_| false,
                 limit,
+                freed,
             ) {
                 Ok(ev) if ev.removed > 0 => {
                     if let Some(last) = ev.last_removed {
@@ -231,8 +278,16 @@ impl Batch<'_> {
     }
 
     fn finish(mut self) -> Outcome {
-        let trimmed = self.evict_by_count();
+        self.close_block();
+        // A failed close leaves the block half-written; the next batch starts a new one.
+        self.state.block.reset();
+        if let Some(e) = self.failed.take() {
+            return fail(self.replies, e);
+        }
+        let mut freed = Freed::new();
+        let trimmed = self.evict_by_count(&mut freed);
         let store = self.state.store.clone();
+        free_blocks(&store, &self.state.history, &mut self.wb, &freed);
         for (k, v) in self.dedupe.drain() {
             match v {
                 Some(rec) => match store::encode(&rec) {
@@ -292,8 +347,12 @@ impl Batch<'_> {
         for (ch, ev) in &trimmed {
             self.state.history.trim(ch, ev.removed, ev.next_head);
         }
+        blocks_freed(&mut self.state.history, freed);
         for (ch, (n, first)) in &self.added {
             self.state.history.add(ch, *n, *first);
+        }
+        for (key, n) in &self.blocks {
+            self.state.history.add_block(*key, *n);
         }
         Outcome {
             released_to: self.released.last().map(|m| m.pos.seq),

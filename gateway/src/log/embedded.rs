@@ -208,6 +208,7 @@ impl MessageLog for EmbeddedLog {
             self.skip_deleted(from_seq),
             self.released(),
             max,
+            &self.trims,
         )
     }
 
@@ -217,6 +218,7 @@ impl MessageLog for EmbeddedLog {
             self.skip_deleted(0),
             to_seq.min(self.released()),
             max,
+            &self.trims,
         )
     }
 
@@ -228,7 +230,7 @@ impl MessageLog for EmbeddedLog {
     ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
         let from = self.skip_deleted(from_seq);
         self.store
-            .read_channel_range(self.epoch, channel, from, self.released(), max)
+            .read_channel_range(self.epoch, channel, from, self.released(), max, &self.trims)
     }
 
     fn retained(&self, filter: &str) -> Result<Vec<Arc<StoredMessage>>, LogError> {

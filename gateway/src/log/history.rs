@@ -8,6 +8,9 @@
 //! proportional to what it removes, not to how much was ever removed before. The global lowest
 //! is the smallest head (every history entry is in exactly one channel), kept in an ordered
 //! map so it is found in `O(log channels)` instead of by scanning history.
+//!
+//! It also counts, per history block (see [`super::block`]), how many of its messages are
+//! still in history: a block is deleted with the retention write that removes its last one.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,6 +31,8 @@ pub struct HistoryIndex {
     /// Head sequence number → channel. Heads are distinct: a sequence number belongs to one
     /// message, on one channel.
     heads: BTreeMap<u64, String>,
+    /// Block key → messages of the block still in history. Only blocks with at least one.
+    blocks: HashMap<u64, u64>,
 }
 
 impl HistoryIndex {
@@ -49,6 +54,35 @@ impl HistoryIndex {
     /// Every channel with history, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, ChannelHistory)> {
         self.channels.iter().map(|(c, h)| (c.as_str(), *h))
+    }
+
+    /// Messages of the block `key` still in history (0 for an unknown block).
+    pub fn block_live(&self, key: u64) -> u64 {
+        self.blocks.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Number of blocks with history.
+    #[cfg(test)]
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Records `n` more messages of history in the block `key`.
+    pub fn add_block(&mut self, key: u64, n: u64) {
+        if n > 0 {
+            *self.blocks.entry(key).or_insert(0) += n;
+        }
+    }
+
+    /// Records that `n` messages of the block `key` left history; forgets the block when none
+    /// is left.
+    pub fn free_block(&mut self, key: u64, n: u64) {
+        if let Some(live) = self.blocks.get_mut(&key) {
+            *live = live.saturating_sub(n);
+            if *live == 0 {
+                self.blocks.remove(&key);
+            }
+        }
     }
 
     /// Records `n` entries written to `channel`, the lowest of which is `first_seq`.
@@ -127,6 +161,23 @@ mod tests {
         ix.add("a", 2, 9);
         assert_eq!(ix.get("a"), Some(ChannelHistory { count: 2, head: 9 }));
         assert_eq!(ix.lowest(), Some(9));
+    }
+
+    #[test]
+    fn a_block_is_forgotten_once_its_last_message_leaves() {
+        let mut ix = HistoryIndex::default();
+        ix.add_block(10, 3);
+        ix.add_block(10, 2);
+        ix.add_block(20, 0);
+        assert_eq!(
+            (ix.block_live(10), ix.block_live(20), ix.blocks()),
+            (5, 0, 1)
+        );
+        ix.free_block(10, 4);
+        assert_eq!(ix.block_live(10), 1);
+        ix.free_block(10, 1);
+        ix.free_block(99, 1);
+        assert_eq!((ix.block_live(10), ix.blocks()), (0, 0));
     }
 
     #[test]

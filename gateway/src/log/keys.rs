@@ -69,16 +69,6 @@ pub fn decode_chan_key(key: &[u8]) -> Option<(String, u64)> {
     None
 }
 
-/// The seq of a channel-index key already known to start with a channel prefix of
-/// `prefix_len` bytes (cheaper than [`decode_chan_key`]: no name is built); `None` when the
-/// key is not that prefix plus a seq.
-pub fn chan_key_seq(key: &[u8], prefix_len: usize) -> Option<u64> {
-    if key.len() != prefix_len + SEQ_LEN {
-        return None;
-    }
-    decode_seq(&key[prefix_len..])
-}
-
 /// Expiry-index key of a de-duplication key created at `created_ms`.
 pub fn dedupe_time_key(created_ms: u64, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(SEQ_LEN + key.len());
@@ -121,13 +111,6 @@ mod tests {
             let expected = (c1.as_bytes(), s1).cmp(&(c2.as_bytes(), s2));
             prop_assert_eq!(chan_key(&c1, s1).cmp(&chan_key(&c2, s2)), expected);
             prop_assert_eq!(decode_chan_key(&chan_key(&c1, s1)), Some((c1.clone(), s1)));
-        }
-
-        #[test]
-        fn chan_key_seq_reads_the_seq_after_the_prefix(c in channel(), s in any::<u64>()) {
-            let prefix_len = chan_prefix(&c).len();
-            prop_assert_eq!(chan_key_seq(&chan_key(&c, s), prefix_len), Some(s));
-            prop_assert_eq!(chan_key_seq(&chan_key(&c, s), prefix_len + 1), None);
         }
 
         #[test]

@@ -10,6 +10,7 @@
 //! - `embedded.rs`: [`EmbeddedLog`], the default implementation, and [`LogOptions`].
 //! - `store.rs`: the on-disk layout (fjall keyspaces) and every read.
 //! - `keys.rs`: key encodings whose byte order is the log's order.
+//! - `block.rs`: history blocks and channel-index entries (many messages per record).
 //! - `state.rs`: the writer's in-memory state, rebuilt at open (format check, epoch, counts).
 //! - `history.rs`: per-channel counts and oldest entries, and the global lowest, in memory.
 //! - `writer.rs`: the writer task: drain, commit, release, answer.
@@ -21,6 +22,7 @@ use crate::core::{Message, StoredMessage};
 use std::sync::Arc;
 
 mod batch;
+mod block;
 pub mod embedded;
 mod history;
 mod keys;

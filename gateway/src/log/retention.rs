@@ -13,6 +13,8 @@
 //! history was removed before.
 
 use super::LogError;
+use super::block::ChanEntry;
+use super::history::HistoryIndex;
 use super::keys;
 use super::state::WriterState;
 use super::store::{self, Store, storage_err};
@@ -54,13 +56,20 @@ pub struct Evicted {
     pub last_removed: Option<u64>,
 }
 
-/// Deletes the oldest history entries of `channel`, whose oldest entry is `head`, into `wb`:
-/// the first `over` entries unconditionally, then more while `too_old(ts_ms)` holds; at most
-/// `limit`.
+/// Messages retention removed per history block (block key → count), to be turned into block
+/// deletions by [`free_blocks`] just before the write commits.
+pub type Freed = HashMap<u64, u64>;
+
+/// Deletes the oldest history messages of `channel`, whose oldest message is `head`, into
+/// `wb`: the first `over` unconditionally, then more while `too_old(ts_ms)` holds; at most
+/// `limit`. Channel-index entries it empties are deleted and one it shortens is rewritten;
+/// the messages it removes are counted per block into `freed`.
 ///
-/// The scan starts at `head`, not at the start of the channel: below the head lie only
-/// entries deleted earlier, which the store keeps as tombstones until compaction and which a
-/// scan from the start would walk every time.
+/// The scan starts at the entry holding `head`, not at the start of the channel: below it lie
+/// only entries deleted earlier, which the store keeps as tombstones until compaction and
+/// which a scan from the start would walk every time. Call it at most once per channel per
+/// write batch: a second scan would read the entry the first one rewrote as it was before.
+#[allow(clippy::too_many_arguments)]
 pub fn evict_head(
     store: &Store,
     wb: &mut OwnedWriteBatch,
@@ -69,42 +78,87 @@ pub fn evict_head(
     over: u64,
     too_old: impl Fn(u64) -> bool,
     limit: usize,
+    freed: &mut Freed,
 ) -> Result<Evicted, LogError> {
     let range = keys::chan_key(channel, head)..=keys::chan_key(channel, u64::MAX);
-    let prefix_len = range.start().len() - keys::SEQ_LEN;
-    // Tests check that the scan's first entry is exactly where it started.
-    #[cfg(test)]
-    let start = range.start().clone();
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
     let mut removed = 0u64;
     let mut next_head = None;
     let mut last_removed = None;
+    #[cfg(test)]
+    let mut first_entry = true;
     for g in store.chan.range(range) {
         let (k, v) = g
             .into_inner()
             .map_err(|e| storage_err("scanning the channel index", e))?;
+        let entry: ChanEntry = store::decode(&v)?;
+        // Tests check that the scan's first message is exactly the head.
         #[cfg(test)]
-        probe_visit(store, removed == 0, k == start);
-        let Some(seq) = keys::chan_key_seq(&k, prefix_len) else {
-            return Err(storage_err("scanning the channel index", "malformed key"));
-        };
-        if removed as usize >= limit {
-            next_head = Some(seq);
+        probe_visit(
+            store,
+            first_entry,
+            entry.items.first().is_some_and(|it| it.seq == head),
+        );
+        #[cfg(test)]
+        {
+            first_entry = false;
+        }
+        let mut kept = Vec::new();
+        let mut removed_here = 0u64;
+        for item in &entry.items {
+            if next_head.is_none()
+                && (removed >= limit || (removed >= over && !too_old(item.ts_ms)))
+            {
+                next_head = Some(item.seq);
+            }
+            if next_head.is_some() {
+                kept.push(*item);
+                continue;
+            }
+            removed += 1;
+            removed_here += 1;
+            last_removed = Some(item.seq);
+            *freed.entry(entry.block).or_insert(0) += 1;
+        }
+        if kept.is_empty() {
+            wb.remove(&store.chan, k);
+        } else if removed_here > 0 {
+            let block = entry.block;
+            wb.insert(
+                &store.chan,
+                k,
+                store::encode(&ChanEntry { block, items: kept })?,
+            );
+        }
+        if next_head.is_some() {
             break;
         }
-        if removed >= over && !too_old(store::decode(&v)?) {
-            next_head = Some(seq);
-            break;
-        }
-        wb.remove(&store.chan, k);
-        wb.remove(&store.msgs, keys::seq_key(seq));
-        removed += 1;
-        last_removed = Some(seq);
     }
     Ok(Evicted {
         removed,
         next_head,
         last_removed,
     })
+}
+
+/// Adds to `wb` the deletion of every block whose last messages in history `freed` removes.
+pub fn free_blocks(store: &Store, history: &HistoryIndex, wb: &mut OwnedWriteBatch, freed: &Freed) {
+    for (block, n) in freed {
+        let live = history.block_live(*block);
+        if live <= *n {
+            if live < *n {
+                tracing::warn!(block, live, n, "log: history block counts disagree");
+            }
+            wb.remove(&store.msgs, keys::seq_key(*block));
+        }
+    }
+}
+
+/// Applies committed block removals to the in-memory counts.
+pub fn blocks_freed(history: &mut HistoryIndex, freed: Freed) {
+    for (block, n) in freed {
+        history.free_block(block, n);
+    }
 }
 
 #[cfg(test)]
@@ -135,8 +189,10 @@ pub fn sweep(state: &mut WriterState, now_ms: u64) -> Result<SweepReport, LogErr
         .collect();
     channels.sort();
     let mut wb = state.store.db.batch();
-    // Per channel: entries deleted into `wb` and the head after them, applied on commit.
+    // Per channel: entries deleted into `wb` and the head after them; per block: messages
+    // removed. Applied on commit.
     let mut trimmed: HashMap<String, Evicted> = HashMap::new();
+    let mut freed = Freed::new();
     for (ch, count, mut head) in channels {
         let policy = state.rules.policy_for(&ch);
         let mut over = count.saturating_sub(policy.max_messages);
@@ -148,7 +204,16 @@ pub fn sweep(state: &mut WriterState, now_ms: u64) -> Result<SweepReport, LogErr
         }
         loop {
             let too_old = |ts: u64| cutoff.is_some_and(|c| ts < c);
-            let ev = evict_head(&state.store, &mut wb, &ch, head, over, too_old, CHUNK)?;
+            let ev = evict_head(
+                &state.store,
+                &mut wb,
+                &ch,
+                head,
+                over,
+                too_old,
+                CHUNK,
+                &mut freed,
+            )?;
             over = over.saturating_sub(ev.removed);
             report.evicted += ev.removed;
             if let Some(last) = ev.last_removed {
@@ -163,38 +228,44 @@ pub fn sweep(state: &mut WriterState, now_ms: u64) -> Result<SweepReport, LogErr
                 t.removed += ev.removed;
                 t.next_head = ev.next_head;
             }
-            if wb.len() >= CHUNK {
-                commit_history(
-                    state,
-                    std::mem::replace(&mut wb, state.store.db.batch()),
-                    &mut trimmed,
-                )?;
+            let more = match ev.next_head {
+                Some(next) if ev.removed as usize >= CHUNK => Some(next),
+                _ => None,
+            };
+            // The next scan of this channel must see what this one rewrote: commit first.
+            if more.is_some() || wb.len() >= CHUNK {
+                let full = std::mem::replace(&mut wb, state.store.db.batch());
+                commit_history(state, full, &mut trimmed, &mut freed)?;
             }
-            match ev.next_head {
-                Some(next) if ev.removed as usize >= CHUNK => head = next,
-                _ => break,
+            match more {
+                Some(next) => head = next,
+                None => break,
             }
         }
     }
-    commit_history(state, wb, &mut trimmed)?;
+    commit_history(state, wb, &mut trimmed, &mut freed)?;
     report.dedupe_expired = expire_dedupe(state, now_ms)?;
     report.retained_expired = expire_retained(&state.store, now_ms)?;
     Ok(report)
 }
 
-/// Commits history deletions and moves the trimmed channels' counts and heads.
+/// Commits history deletions (with the blocks they empty) and moves the trimmed channels'
+/// counts and heads.
 fn commit_history(
     state: &mut WriterState,
-    wb: OwnedWriteBatch,
+    mut wb: OwnedWriteBatch,
     trimmed: &mut HashMap<String, Evicted>,
+    freed: &mut Freed,
 ) -> Result<(), LogError> {
     if wb.is_empty() {
         return Ok(());
     }
+    free_blocks(&state.store, &state.history, &mut wb, freed);
     wb.commit().map_err(|e| storage_err("retention", e))?;
     for (ch, t) in trimmed.drain() {
         state.history.trim(&ch, t.removed, t.next_head);
     }
+    blocks_freed(&mut state.history, std::mem::take(freed));
     Ok(())
 }
 

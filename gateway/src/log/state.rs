@@ -2,6 +2,7 @@
 //! format check, epoch, where sequence numbers continue, the per-channel history index.
 
 use super::LogError;
+use super::block::{BlockBuilder, ChanEntry};
 use super::history::HistoryIndex;
 use super::keys;
 use super::store::{
@@ -31,6 +32,8 @@ pub struct WriterState {
     /// Per-channel counts and heads, and the lowest sequence number in history (rebuilt at
     /// open), so that retention seeks past what it already deleted.
     pub history: HistoryIndex,
+    /// The history block being built, kept so its buffers are reused from batch to batch.
+    pub block: BlockBuilder,
     /// Per-channel marks of what retention removed, shared with readers.
     pub trims: Arc<TrimMarks>,
     /// De-duplication keys older than this many milliseconds are forgotten by the sweep.
@@ -86,6 +89,7 @@ impl WriterState {
             next_seq: last + 1,
             reserved,
             history,
+            block: BlockBuilder::default(),
             trims,
             dedupe_ttl_ms,
             dedupe_floor_ms: 0,
@@ -120,34 +124,46 @@ fn init_fresh(store: &Store) -> Result<(), LogError> {
     Ok(())
 }
 
-/// Rebuilds the history index with one pass over the channel index. Keys come in (channel,
-/// seq) order, so the first key of each channel is its head.
+/// Rebuilds the history index with one pass over the channel index. Entries come in
+/// (channel, seq) order, so the first item of each channel's first entry is its head; every
+/// item counts once for its channel and once for its block.
 fn index_channels(store: &Store) -> Result<HistoryIndex, LogError> {
     let mut index = HistoryIndex::default();
-    // The channel being counted: its key prefix, name, entry count and head.
+    // The channel being counted: its key prefix, name, message count and head.
     let mut cur: Option<(Vec<u8>, String, u64, u64)> = None;
     for g in store.chan.iter() {
-        let k = g
-            .key()
+        let (k, v) = g
+            .into_inner()
             .map_err(|e| storage_err("scanning the channel index", e))?;
-        if let Some((prefix, _, n, _)) = &mut cur {
+        let entry: ChanEntry = match store::decode(&v) {
+            Ok(e) => e,
+            Err(_) => {
+                tracing::warn!("log store: skipping a malformed channel index entry");
+                continue;
+            }
+        };
+        let (Some(first), n) = (entry.items.first(), entry.items.len() as u64) else {
+            continue;
+        };
+        index.add_block(entry.block, n);
+        if let Some((prefix, _, count, _)) = &mut cur {
             if k.starts_with(prefix) && k.len() == prefix.len() + keys::SEQ_LEN {
-                *n += 1;
+                *count += n;
                 continue;
             }
         }
         match keys::decode_chan_key(&k) {
-            Some((ch, seq)) => {
-                if let Some((_, name, n, head)) = cur.take() {
-                    index.add(&name, n, head);
+            Some((ch, _)) => {
+                if let Some((_, name, count, head)) = cur.take() {
+                    index.add(&name, count, head);
                 }
-                cur = Some((keys::chan_prefix(&ch), ch, 1, seq));
+                cur = Some((keys::chan_prefix(&ch), ch, n, first.seq));
             }
             None => tracing::warn!("log store: skipping a malformed channel index key"),
         }
     }
-    if let Some((_, name, n, head)) = cur {
-        index.add(&name, n, head);
+    if let Some((_, name, count, head)) = cur {
+        index.add(&name, count, head);
     }
     Ok(index)
 }

@@ -5,8 +5,8 @@
 //! | keyspace | key | value |
 //! |---|---|---|
 //! | `meta` | `format`, `epoch`, `reserved` | postcard `u32` / `u64` / `u64` |
-//! | `msgs` | seq | postcard [`Message`] (history) |
-//! | `chan` | (channel, seq) | postcard `u64`: the message's `ts_ms` (age retention reads it) |
+//! | `msgs` | last seq of the block | a history block: many messages (see [`super::block`]) |
+//! | `chan` | (channel, its last seq in the block) | postcard [`ChanEntry`]: the block and the channel's messages in it, with their `ts_ms` (age retention reads them) |
 //! | `retained` | topic | postcard [`StoredMessage`] |
 //! | `dedupe` | de-duplication key | postcard [`DedupeRecord`] |
 //! | `dedupe_t` | (created_ms, de-duplication key) | empty (expiry index) |
@@ -17,8 +17,10 @@
 //! higher mark durable; after a crash the log restarts above it, so no number is reused.
 
 use super::LogError;
+use super::block::{Block, ChanEntry};
 use super::keys;
-use crate::core::{Message, Position, StoredMessage, topic};
+use super::trims::TrimMarks;
+use crate::core::{Position, StoredMessage, topic};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -27,7 +29,7 @@ use std::sync::Arc;
 
 /// Version of the layout above. Bump it (and teach `open` to migrate or refuse) whenever a
 /// key or value encoding changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Meta key holding [`FORMAT_VERSION`].
 pub const META_FORMAT: &[u8] = b"format";
@@ -53,9 +55,9 @@ pub struct Store {
     pub db: Database,
     /// Small fixed keys: format version, epoch, reserved mark.
     pub meta: Keyspace,
-    /// History by sequence number.
+    /// History blocks by last sequence number.
     pub msgs: Keyspace,
-    /// Channel index: which sequence numbers belong to a channel, with their timestamps.
+    /// Channel index: which messages of which block belong to a channel, with timestamps.
     pub chan: Keyspace,
     /// Retained copy per topic, independent of history.
     pub retained: Keyspace,
@@ -171,79 +173,83 @@ impl Store {
         Ok(true)
     }
 
-    /// Highest sequence number in history, if any.
+    /// Highest sequence number in history, if any: the last block's key.
     pub fn last_seq(&self) -> Result<Option<u64>, LogError> {
         self.msgs.last_key_value().map(guard_seq).transpose()
     }
 
-    /// One history entry.
-    pub fn get_msg(&self, epoch: u64, seq: u64) -> Result<Option<StoredMessage>, LogError> {
-        let v = self
-            .msgs
-            .get(keys::seq_key(seq))
-            .map_err(|e| storage_err("reading history", e))?;
-        match v {
-            Some(v) => Ok(Some(StoredMessage {
-                pos: Position { epoch, seq },
-                msg: decode(&v)?,
-                wire: Default::default(),
-            })),
-            None => Ok(None),
-        }
-    }
-
-    /// Up to `max` history entries with `from <= seq <= to`, ascending.
+    /// Up to `max` history messages with `from <= seq <= to`, ascending, leaving out those
+    /// retention removed (`trims`).
     pub fn read_range(
         &self,
         epoch: u64,
         from: u64,
         to: u64,
         max: usize,
+        trims: &TrimMarks,
     ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
-        self.read_seqs(epoch, from, to, max, false)
+        let mut out = Vec::new();
+        if from > to || max == 0 {
+            return Ok(out);
+        }
+        // Blocks are keyed by their last seq: the first one at or above `from` holds `from`
+        // or starts after it.
+        for g in self.msgs.range(keys::seq_key(from)..) {
+            let v = g.value().map_err(|e| storage_err("reading history", e))?;
+            let block = Block::parse(&v[..])?;
+            for i in block.lower_bound(from)..block.len() {
+                let seq = block.seq(i);
+                if seq > to {
+                    return Ok(out);
+                }
+                if push_live(&mut out, epoch, &block, i, trims)? == max {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
     }
 
-    /// Up to `max` history entries with `from <= seq <= to`, descending.
+    /// Up to `max` history messages with `from <= seq <= to`, newest first, leaving out
+    /// those retention removed.
     pub fn read_range_rev(
         &self,
         epoch: u64,
         from: u64,
         to: u64,
         max: usize,
+        trims: &TrimMarks,
     ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
-        self.read_seqs(epoch, from, to, max, true)
-    }
-
-    fn read_seqs(
-        &self,
-        epoch: u64,
-        from: u64,
-        to: u64,
-        max: usize,
-        newest_first: bool,
-    ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
-        if from > to || max == 0 {
-            return Ok(Vec::new());
-        }
-        let range = self.msgs.range(keys::seq_key(from)..=keys::seq_key(to));
-        let entries: Box<dyn Iterator<Item = _>> = if newest_first {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
         let mut out = Vec::new();
-        for g in entries.take(max) {
-            let (k, v) = g
-                .into_inner()
-                .map_err(|e| storage_err("reading history", e))?;
-            let seq = keys::decode_seq(&k).ok_or_else(|| corrupt("history key"))?;
-            let msg: Message = decode(&v)?;
-            out.push(Arc::new(StoredMessage::new(Position { epoch, seq }, msg)));
+        if from > to || max == 0 {
+            return Ok(out);
+        }
+        // The block holding `to` (or the first after it) is the newest one to read.
+        let top = match self.msgs.range(keys::seq_key(to)..).next() {
+            Some(g) => guard_seq(g)?,
+            None => u64::MAX,
+        };
+        for g in self
+            .msgs
+            .range(keys::seq_key(from)..=keys::seq_key(top))
+            .rev()
+        {
+            let v = g.value().map_err(|e| storage_err("reading history", e))?;
+            let block = Block::parse(&v[..])?;
+            for i in (0..block.lower_bound(to.saturating_add(1))).rev() {
+                if block.seq(i) < from {
+                    return Ok(out);
+                }
+                if push_live(&mut out, epoch, &block, i, trims)? == max {
+                    return Ok(out);
+                }
+            }
         }
         Ok(out)
     }
 
-    /// Up to `max` history entries of `channel` with `from <= seq <= to`, ascending.
+    /// Up to `max` history messages of `channel` with `from <= seq <= to`, ascending,
+    /// leaving out those retention removed.
     pub fn read_channel_range(
         &self,
         epoch: u64,
@@ -251,23 +257,52 @@ impl Store {
         from: u64,
         to: u64,
         max: usize,
+        trims: &TrimMarks,
     ) -> Result<Vec<Arc<StoredMessage>>, LogError> {
-        if from > to || max == 0 {
-            return Ok(Vec::new());
-        }
         let mut out = Vec::new();
-        let range = keys::chan_key(channel, from)..=keys::chan_key(channel, to);
+        if from > to || max == 0 {
+            return Ok(out);
+        }
+        let range = keys::chan_key(channel, from)..=keys::chan_key(channel, u64::MAX);
         for g in self.chan.range(range) {
-            let k = g
-                .key()
+            let v = g
+                .value()
                 .map_err(|e| storage_err("reading the channel index", e))?;
-            let (_, seq) = keys::decode_chan_key(&k).ok_or_else(|| corrupt("channel index key"))?;
-            // Retention may have removed the message since the index was read.
-            if let Some(m) = self.get_msg(epoch, seq)? {
-                out.push(Arc::new(m));
-                if out.len() == max {
+            let entry: ChanEntry = decode(&v)?;
+            let wanted = entry
+                .items
+                .iter()
+                .map(|it| it.seq)
+                .filter(|s| *s >= from && !trims.removed(channel, *s))
+                .take_while(|s| *s <= to);
+            let mut wanted = wanted.peekable();
+            if wanted.peek().is_none() {
+                if entry.items.first().is_some_and(|it| it.seq > to) {
                     break;
                 }
+                continue;
+            }
+            // Retention may have removed the block since the index was read.
+            let Some(v) = self
+                .msgs
+                .get(keys::seq_key(entry.block))
+                .map_err(|e| storage_err("reading history", e))?
+            else {
+                continue;
+            };
+            let block = Block::parse(&v[..])?;
+            for seq in wanted {
+                let i = block
+                    .find(seq)
+                    .ok_or_else(|| corrupt("channel index entry"))?;
+                let msg = block.message(i)?;
+                out.push(Arc::new(StoredMessage::new(Position { epoch, seq }, msg)));
+                if out.len() == max {
+                    return Ok(out);
+                }
+            }
+            if entry.items.last().is_some_and(|it| it.seq >= to) {
+                break;
             }
         }
         Ok(out)
@@ -351,6 +386,22 @@ fn literal_prefix(filter: &str) -> &str {
     } else {
         &filter[..end.saturating_sub(1)]
     }
+}
+
+/// Decodes entry `i` of `block` into `out` unless retention removed it; returns `out.len()`.
+fn push_live(
+    out: &mut Vec<Arc<StoredMessage>>,
+    epoch: u64,
+    block: &Block<&[u8]>,
+    i: usize,
+    trims: &TrimMarks,
+) -> Result<usize, LogError> {
+    let seq = block.seq(i);
+    let msg = block.message(i)?;
+    if !trims.removed(&msg.topic, seq) {
+        out.push(Arc::new(StoredMessage::new(Position { epoch, seq }, msg)));
+    }
+    Ok(out.len())
 }
 
 fn guard_seq(g: fjall::Guard) -> Result<u64, LogError> {

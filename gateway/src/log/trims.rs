@@ -86,6 +86,13 @@ impl TrimMarks {
         Ok(())
     }
 
+    /// Whether retention removed `channel`'s message `seq` (it may still be in a history
+    /// block that other channels' messages keep; readers skip it).
+    pub fn removed(&self, channel: &str, seq: u64) -> bool {
+        seq <= self.highest.load(Ordering::Acquire)
+            && self.marks.read().get(channel).is_some_and(|m| seq <= *m)
+    }
+
     /// Channels matching `filter` that lost entries with `seq > after`, each with its mark,
     /// sorted by channel.
     pub fn after(&self, filter: &str, after: u64) -> Vec<(String, u64)> {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::core::namespace::HistoryPolicy;
+use crate::log::block::{BlockBuilder, ChanEntry, ChanItem};
 use crate::log::store::{self, META_FORMAT, Store};
 use crate::log::{LogError, MessageLog, keys};
 
@@ -125,16 +126,22 @@ async fn reads_never_return_unreleased_entries() {
         msg: m.clone(),
         wire: Default::default(),
     };
+    let mut block = BlockBuilder::default();
+    block.push(hidden, &m).unwrap();
     log.store
         .msgs
-        .insert(keys::seq_key(hidden), store::encode(&m).unwrap())
+        .insert(keys::seq_key(hidden), block.finish())
         .unwrap();
+    let entry = ChanEntry {
+        block: hidden,
+        items: vec![ChanItem {
+            seq: hidden,
+            ts_ms: m.ts_ms,
+        }],
+    };
     log.store
         .chan
-        .insert(
-            keys::chan_key("t", hidden),
-            store::encode(&m.ts_ms).unwrap(),
-        )
+        .insert(keys::chan_key("t", hidden), store::encode(&entry).unwrap())
         .unwrap();
     log.store
         .retained

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod basics;
+mod blocks;
 mod crash;
 mod dedupe;
 mod order;

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::core::namespace::HistoryPolicy;
+use crate::log::block::ChanEntry;
 use crate::log::retention::count_slack;
 use crate::log::{DedupeKey, EmbeddedLog, MessageLog};
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,18 +32,29 @@ async fn burst(log: &EmbeddedLog, channel: &str, n: usize, ts_ms: u64) {
     }
 }
 
-/// The lowest sequence number in the store, read past the log's own bookkeeping.
-fn stored_lowest(log: &EmbeddedLog) -> Option<u64> {
-    let kv = log.store.msgs.first_key_value()?;
-    crate::log::keys::decode_seq(&kv.key().unwrap())
-}
-
-/// Entries of `channel` in the store, read past the log's own bookkeeping.
-fn stored_count(log: &EmbeddedLog, channel: &str) -> u64 {
+/// The channel-index entries of the store, read past the log's own bookkeeping.
+fn stored_entries(log: &EmbeddedLog, prefix: &[u8]) -> Vec<ChanEntry> {
     log.store
         .chan
-        .prefix(crate::log::keys::chan_prefix(channel))
-        .count() as u64
+        .prefix(prefix)
+        .map(|g| crate::log::store::decode(&g.value().unwrap()).unwrap())
+        .collect()
+}
+
+/// The lowest sequence number in the store's channel index.
+fn stored_lowest(log: &EmbeddedLog) -> Option<u64> {
+    stored_entries(log, b"")
+        .iter()
+        .filter_map(|e| e.items.first().map(|it| it.seq))
+        .min()
+}
+
+/// Messages of `channel` in the store's channel index.
+fn stored_count(log: &EmbeddedLog, channel: &str) -> u64 {
+    stored_entries(log, &crate::log::keys::chan_prefix(channel))
+        .iter()
+        .map(|e| e.items.len() as u64)
+        .sum()
 }
 
 /// `first_seq` agrees with the store.
