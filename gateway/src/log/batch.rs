@@ -168,13 +168,19 @@ impl Batch<'_> {
                 seq,
                 ts_ms: stored.msg.ts_ms,
             };
+            // Looked up before inserting: `entry` would clone the topic for every message.
             match self.block_items.get_mut(topic.as_str()) {
                 Some(items) => items.push(item),
                 None => {
                     self.block_items.insert(topic.clone(), vec![item]);
                 }
             }
-            self.added.entry(topic.clone()).or_insert((0, seq)).0 += 1;
+            match self.added.get_mut(topic.as_str()) {
+                Some((n, _)) => *n += 1,
+                None => {
+                    self.added.insert(topic.clone(), (1, seq));
+                }
+            }
         }
         if let Some(change) = retained {
             self.retained.insert(topic.clone(), change);

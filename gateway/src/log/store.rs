@@ -31,6 +31,9 @@ use std::sync::Arc;
 /// key or value encoding changes.
 pub const FORMAT_VERSION: u32 = 2;
 
+/// Memtable size of the history keyspaces.
+const HISTORY_MEMTABLE: u64 = 8 * 1024 * 1024;
+
 /// Meta key holding [`FORMAT_VERSION`].
 pub const META_FORMAT: &[u8] = b"format";
 /// Meta key holding the epoch.
@@ -124,6 +127,7 @@ impl Store {
             db.keyspace(name, || {
                 KeyspaceCreateOptions::default()
                     .filter_policy(fjall::config::FilterPolicy::disabled())
+                    .max_memtable_size(HISTORY_MEMTABLE)
             })
             .map_err(|e| storage_err("opening a keyspace", e))
         };

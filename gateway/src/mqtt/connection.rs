@@ -177,7 +177,7 @@ pub(super) async fn run<R, W>(
                 _ = kick.cancelled() => break Close::TakenOver,
                 _ = shutdown.cancelled() => break Close::ServerShutdown,
                 Some((kind, res)) = c.appends.next(), if !c.appends.is_empty() => {
-                    if let Err(close) = c.on_ack(kind, res) {
+                    if let Err(close) = c.on_acks(kind, res) {
                         break close;
                     }
                 }

@@ -11,6 +11,7 @@ use crate::core::topic::{TopicLimits, validate_filter, validate_topic_name};
 use crate::core::{Message, MessageProps, QoS};
 use crate::log::{Appended, DedupeKey, LogError};
 use bytes::BytesMut;
+use futures_util::{FutureExt, StreamExt};
 use rumqttc::v5::mqttbytes::v5::{
     DisconnectReasonCode as R, Packet, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
     PubRecReason, PubRel, PubRelReason, Publish, RetainForwardRule, SubAck, Subscribe,
@@ -18,6 +19,10 @@ use rumqttc::v5::mqttbytes::v5::{
 };
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
+
+/// Most finished log operations handled in one go (the connection's pending appends are
+/// bounded far below this anyway).
+const ACK_DRAIN: usize = 8192;
 
 impl<W: AsyncWrite + Unpin> Connection<W> {
     fn limits(&self) -> TopicLimits {
@@ -236,6 +241,24 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
                 .map(|_| Appended::Duplicate(crate::core::Position { epoch: 0, seq: 0 }));
             (AckKind::PubComp(pkid), r)
         }));
+    }
+
+    /// A log operation finished: handles it, then every later one that has finished too
+    /// (a group commit finishes thousands at once; one pass of the connection loop each
+    /// would cost a write attempt and a new `select!` per message).
+    pub(super) fn on_acks(
+        &mut self,
+        kind: AckKind,
+        res: Result<Appended, LogError>,
+    ) -> Result<(), Close> {
+        self.on_ack(kind, res)?;
+        for _ in 0..ACK_DRAIN {
+            match self.appends.next().now_or_never() {
+                Some(Some((kind, res))) => self.on_ack(kind, res)?,
+                _ => break,
+            }
+        }
+        Ok(())
     }
 
     /// A log operation finished: send the acknowledgement it was waiting for.
