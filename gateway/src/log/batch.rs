@@ -358,7 +358,7 @@ impl Batch<'_> {
             self.state.history.add(ch, *n, *first);
         }
         for (key, n) in &self.blocks {
-            self.state.history.add_block(*key, *n);
+            self.state.history.new_block(*key, *n);
         }
         Outcome {
             released_to: self.released.last().map(|m| m.pos.seq),

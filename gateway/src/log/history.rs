@@ -11,6 +11,9 @@
 //!
 //! It also counts, per history block (see [`super::block`]), how many of its messages are
 //! still in history: a block is deleted with the retention write that removes its last one.
+//! Only blocks with two or more messages left are counted; a block the index does not know
+//! has exactly one. At low rates every group commit writes a block of one message, so this
+//! keeps memory flat there: the map holds one entry per block that is still shared.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,7 +34,7 @@ pub struct HistoryIndex {
     /// Head sequence number → channel. Heads are distinct: a sequence number belongs to one
     /// message, on one channel.
     heads: BTreeMap<u64, String>,
-    /// Block key → messages of the block still in history. Only blocks with at least one.
+    /// Block key → messages of the block still in history, for blocks with two or more.
     blocks: HashMap<u64, u64>,
 }
 
@@ -56,30 +59,40 @@ impl HistoryIndex {
         self.channels.iter().map(|(c, h)| (c.as_str(), *h))
     }
 
-    /// Messages of the block `key` still in history (0 for an unknown block).
+    /// Messages of the block `key` still in history (a block not counted has one).
     pub fn block_live(&self, key: u64) -> u64 {
-        self.blocks.get(&key).copied().unwrap_or(0)
+        self.blocks.get(&key).copied().unwrap_or(1)
     }
 
-    /// Number of blocks with history.
+    /// Number of blocks counted (those with two or more messages in history).
     #[cfg(test)]
     pub fn blocks(&self) -> usize {
         self.blocks.len()
     }
 
-    /// Records `n` more messages of history in the block `key`.
-    pub fn add_block(&mut self, key: u64, n: u64) {
-        if n > 0 {
-            *self.blocks.entry(key).or_insert(0) += n;
+    /// Records a block just written with `n` messages.
+    pub fn new_block(&mut self, key: u64, n: u64) {
+        if n > 1 {
+            self.blocks.insert(key, n);
         }
     }
 
-    /// Records that `n` messages of the block `key` left history; forgets the block when none
-    /// is left.
+    /// While rebuilding: counts `n` more messages of the block `key`. Call
+    /// [`HistoryIndex::settle_blocks`] after the last one.
+    pub fn count_block(&mut self, key: u64, n: u64) {
+        *self.blocks.entry(key).or_insert(0) += n;
+    }
+
+    /// Ends a rebuild: forgets the blocks with a single message left.
+    pub fn settle_blocks(&mut self) {
+        self.blocks.retain(|_, n| *n > 1);
+    }
+
+    /// Records that `n` messages of the block `key` left history.
     pub fn free_block(&mut self, key: u64, n: u64) {
         if let Some(live) = self.blocks.get_mut(&key) {
             *live = live.saturating_sub(n);
-            if *live == 0 {
+            if *live <= 1 {
                 self.blocks.remove(&key);
             }
         }
@@ -164,20 +177,29 @@ mod tests {
     }
 
     #[test]
-    fn a_block_is_forgotten_once_its_last_message_leaves() {
+    fn blocks_are_counted_while_two_or_more_of_their_messages_are_left() {
         let mut ix = HistoryIndex::default();
-        ix.add_block(10, 3);
-        ix.add_block(10, 2);
-        ix.add_block(20, 0);
+        ix.new_block(10, 5);
+        ix.new_block(20, 1);
         assert_eq!(
             (ix.block_live(10), ix.block_live(20), ix.blocks()),
-            (5, 0, 1)
+            (5, 1, 1)
         );
-        ix.free_block(10, 4);
-        assert_eq!(ix.block_live(10), 1);
+        ix.free_block(10, 3);
+        assert_eq!((ix.block_live(10), ix.blocks()), (2, 1));
         ix.free_block(10, 1);
+        // One left: no longer counted, and still reported as one.
+        assert_eq!((ix.block_live(10), ix.blocks()), (1, 0));
         ix.free_block(99, 1);
-        assert_eq!((ix.block_live(10), ix.blocks()), (0, 0));
+        // A rebuild counts entry by entry and keeps only the shared blocks.
+        ix.count_block(30, 1);
+        ix.count_block(30, 2);
+        ix.count_block(40, 1);
+        ix.settle_blocks();
+        assert_eq!(
+            (ix.block_live(30), ix.block_live(40), ix.blocks()),
+            (3, 1, 1)
+        );
     }
 
     #[test]

@@ -145,7 +145,7 @@ fn index_channels(store: &Store) -> Result<HistoryIndex, LogError> {
         let (Some(first), n) = (entry.items.first(), entry.items.len() as u64) else {
             continue;
         };
-        index.add_block(entry.block, n);
+        index.count_block(entry.block, n);
         if let Some((prefix, _, count, _)) = &mut cur {
             if k.starts_with(prefix) && k.len() == prefix.len() + keys::SEQ_LEN {
                 *count += n;
@@ -165,5 +165,6 @@ fn index_channels(store: &Store) -> Result<HistoryIndex, LogError> {
     if let Some((_, name, count, head)) = cur {
         index.add(&name, count, head);
     }
+    index.settle_blocks();
     Ok(index)
 }

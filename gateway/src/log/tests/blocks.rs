@@ -190,6 +190,15 @@ async fn blocks_hold_many_messages_and_go_with_their_last_one() {
     }
     // The first block holds `cold`'s message and a/0's trimmed first ones: it stays for
     // `cold`, and reads leave out what retention removed from it.
+    // One message per group commit: blocks of one, which the writer does not count.
+    for i in 0..12u64 {
+        interleaved(&log, &["a/0"], 1, &mut written, t0 + 20 + i).await;
+        let (records, referenced) = stored_blocks(&log);
+        assert_eq!(
+            records, referenced,
+            "single message {i}: orphan or dangling blocks"
+        );
+    }
     log.sweep(t0 + 100).await.unwrap();
     check_reads(&log, &written);
     let first_block = *stored_blocks(&log).0.first().unwrap();
