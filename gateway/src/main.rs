@@ -16,6 +16,19 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process (Linux). mimalloc asks for them on its
+/// arenas, and then the first touch of every 2 MiB region faults in and zeroes a whole huge
+/// page: connections, group commits and history memtables allocate and free fresh memory all
+/// the time, and that zeroing showed up as 5-15 % of CPU in profiles of the message path and
+/// of reconnect storms, besides keeping untouched memory resident. Small pages fault in only
+/// what is used.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("warning: could not turn transparent huge pages off: {e}");
+    }
+}
+
 /// IoT realtime gateway: MQTT devices and browser dashboards on one sequenced, durable log.
 ///
 /// Without a command, `gateway` runs the server. With no config file it uses the built-in
@@ -74,6 +87,7 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    no_huge_pages();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
         Command::PrintDefaultConfig => {
