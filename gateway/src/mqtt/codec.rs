@@ -32,10 +32,13 @@ mod tests;
 
 use std::fmt;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use rumqttc::v5::mqttbytes::v5::Packet;
 
 use frame::{check_first_byte, parse_header};
+
+/// Frames up to this size are copied out of the read buffer; bigger ones are split off.
+pub const COPY_MAX: usize = 16 * 1024;
 
 /// The MQTT protocol version of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,6 +164,10 @@ impl MqttCodec {
 
     /// Decodes one packet from the front of `buf`, consuming exactly its bytes.
     ///
+    /// A frame of up to [`COPY_MAX`] bytes is copied out, so the packet (a retained or queued
+    /// payload, a will) never keeps the connection's read buffer alive and the buffer is reused
+    /// in place; a bigger frame is split off without a copy.
+    ///
     /// `Ok(None)`: more bytes are needed (nothing is consumed; capacity for the rest of the
     /// packet is reserved). An error is final: close the connection; what `buf` still holds
     /// is unspecified. Errors that the first bytes already show (reserved type, bad flags,
@@ -185,7 +192,13 @@ impl MqttCodec {
             buf.reserve(size - buf.len());
             return Ok(None);
         }
-        let frame = buf.split_to(size).freeze();
+        let frame = if size <= COPY_MAX {
+            let frame = Bytes::copy_from_slice(&buf[..size]);
+            buf.advance(size);
+            frame
+        } else {
+            buf.split_to(size).freeze()
+        };
         let body = &frame[header.header_len..];
         let version = match self.version {
             Some(v) => v,

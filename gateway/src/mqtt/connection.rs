@@ -8,6 +8,7 @@ use super::Close;
 use super::codec::MqttCodec;
 use super::connect::Accepted;
 use super::outbound::Pending;
+use super::read_room::ReadRoom;
 use super::session::Session;
 use crate::broker::outbox::Outbox;
 use crate::broker::{Broker, ConnId};
@@ -152,6 +153,7 @@ pub(super) async fn run<R, W>(
     let mut deadline = keep_alive.map(|k| Instant::now() + k);
     let mut next_save = Instant::now() + SAVE_EVERY;
     let shutdown = broker.shutdown.clone();
+    let mut read_room = ReadRoom::default();
 
     // Packets that arrived in the same read as the CONNECT.
     let early = if inbuf.is_empty() {
@@ -172,6 +174,11 @@ pub(super) async fn run<R, W>(
             // go round again after the write instead of waiting for the next event.
             let more = c.has_work();
             let save_due = c.session.is_persistent() && c.session.dirty;
+            let room = if can_read {
+                read_room.prepare(&mut inbuf)
+            } else {
+                0
+            };
             tokio::select! {
                 biased;
                 _ = kick.cancelled() => break Close::TakenOver,
@@ -184,14 +191,12 @@ pub(super) async fn run<R, W>(
                 r = rd.read_buf(&mut inbuf), if can_read => {
                     match r {
                         Ok(0) => break Close::PeerClosed,
-                        Ok(_) => {
+                        Ok(n) => {
                             deadline = keep_alive.map(|k| Instant::now() + k);
                             if let Err(close) = c.on_bytes(&mut inbuf) {
                                 break close;
                             }
-                            if inbuf.capacity() > 64 * 1024 && inbuf.is_empty() {
-                                inbuf = BytesMut::new();
-                            }
+                            read_room.after_read(n, room, &mut inbuf);
                         }
                         Err(e) => break Close::Io(e),
                     }

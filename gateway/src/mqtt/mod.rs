@@ -6,6 +6,7 @@
 //! - `connect.rs`: the CONNECT handshake and CONNACK.
 //! - `resume.rs`: loading, restoring or discarding a session at connect.
 //! - `connection.rs`: the per-connection event loop and clean-up.
+//! - `read_room.rs`: how much a connection reads per syscall.
 //! - `inbound.rs`: packets from the client (publish flows, subscribe, acks).
 //! - `outbound.rs`: deliveries to the client (cursor, catch-up, in-flight window).
 //! - `session.rs`: session state and its saved form.
@@ -16,6 +17,7 @@ mod connection;
 mod convert;
 mod inbound;
 mod outbound;
+mod read_room;
 mod resume;
 pub use resume::schedule_stored_expiries;
 pub mod session;

@@ -195,6 +195,43 @@ fn incomplete_packets_need_more_bytes_and_consume_nothing() {
 }
 
 #[test]
+fn small_packets_do_not_hold_the_read_buffer_and_big_ones_are_not_copied() {
+    let small = encode(
+        V5,
+        &Packet::Publish(Publish::new("a/b", QoS::AtMostOnce, "x", None)),
+    );
+    let mut c = connected(V5);
+    let mut buf = BytesMut::with_capacity(4096);
+    for _ in 0..10 {
+        buf.extend_from_slice(&small);
+    }
+    let start = buf.as_ptr();
+    let (held, err) = decode_all(&mut c, &mut buf);
+    assert_eq!((held.len(), err), (10, None));
+    // The packets are still alive, yet the drained buffer takes its room back in place
+    // (asking for more than is left after the consumed front).
+    assert!(buf.capacity() < 4096 - 16);
+    buf.reserve(4096 - 16);
+    assert_eq!(buf.as_ptr(), start, "a decoded packet kept the read buffer");
+
+    let payload = vec![7u8; super::COPY_MAX];
+    let big = encode(
+        V5,
+        &Packet::Publish(Publish::new("a/b", QoS::AtMostOnce, payload, None)),
+    );
+    let mut buf = BytesMut::from(&big[..]);
+    let start = buf.as_ptr() as usize;
+    let Ok(Some(Packet::Publish(p))) = c.decode(&mut buf) else {
+        panic!("big PUBLISH did not decode");
+    };
+    let at = p.payload.as_ptr() as usize;
+    assert!(
+        (start..start + big.len()).contains(&at),
+        "a big payload was copied"
+    );
+}
+
+#[test]
 fn fields_running_past_the_frame_are_malformed_not_incomplete() {
     // PUBLISH whose topic length (0x20) exceeds the frame.
     assert!(is_malformed(decode_one(V311, b"\x30\x04\x00\x20ab")));
