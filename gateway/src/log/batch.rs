@@ -52,6 +52,15 @@ struct Batch<'a> {
     failed: Option<LogError>,
 }
 
+/// True when committing `reqs` certainly needs no fsync: QoS 0 appends only, none with a
+/// de-duplication key, and their sequence numbers stay under the durable reservation.
+pub fn without_sync(state: &WriterState, reqs: &[Request]) -> bool {
+    let appends_only = reqs
+        .iter()
+        .all(|r| matches!(r, Request::Append { msg, dedupe: None, .. } if !msg.qos.is_reliable()));
+    appends_only && state.last_seq().saturating_add(reqs.len() as u64) <= state.reserved
+}
+
 /// Runs one group commit over `reqs` (none of which is a sweep or close).
 pub fn commit(state: &mut WriterState, reqs: &mut Vec<Request>) -> Outcome {
     // Most requests add no item of their own (their messages share blocks and index entries),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub const RESERVE_STEP: u64 = 1_000_000;
 
 /// Everything the single writer owns. Only the writer task touches it, so it needs no locks;
-/// it moves into a blocking thread for each commit and back.
+/// it moves into a blocking thread for each commit that may block, and back.
 pub struct WriterState {
     /// Database handles.
     pub store: Store,

@@ -1,5 +1,5 @@
 //! The single writer task: drains queued requests, runs each group commit on a blocking
-//! thread, then publishes `released`, hands the batch to the release feed (awaiting the
+//! thread (a small one that needs no fsync on the task itself), then publishes `released`, hands the batch to the release feed (awaiting the
 //! bounded send: that is the back-pressure on producers) and finally answers the waiters.
 //!
 //! Sweeps run as their own commits between batches; `Close` stops intake and the task ends
@@ -165,8 +165,14 @@ pub async fn run(
     shared.closed.store(true, Ordering::SeqCst);
 }
 
-/// Commits the requests in `reqs` (leaving it empty) on a blocking thread, then releases and
-/// answers. `None` if the blocking thread died (the writer then stops; pending callers see
+/// Batches of at most this many requests that need no fsync are committed on the writer task
+/// itself: at low load the hand-off to a blocking thread and back was most of a QoS 0
+/// message's time in the gateway. Bigger batches and every fsync run on a blocking thread, so
+/// connections keep running meanwhile (in parallel, given a second core).
+const INLINE_MAX: usize = 16;
+
+/// Commits the requests in `reqs` (leaving it empty), on a blocking thread unless the batch
+/// is small and needs no fsync (see [`INLINE_MAX`]), then releases and answers. `None` if the blocking thread died (the writer then stops; pending callers see
 /// [`LogError::Closed`]).
 async fn commit_batch(
     mut state: WriterState,
@@ -177,21 +183,26 @@ async fn commit_batch(
     if reqs.is_empty() {
         return Some(state);
     }
-    let mut taken = std::mem::take(reqs);
-    let joined = tokio::task::spawn_blocking(move || {
-        let out = batch::commit(&mut state, &mut taken);
-        (state, out, taken)
-    })
-    .await;
-    let (state, out) = match joined {
-        Ok((state, out, emptied)) => {
-            *reqs = emptied;
-            (state, out)
-        }
-        Err(e) => {
-            tracing::error!(%e, "log writer: commit thread failed; the log stops accepting writes");
-            shared.closed.store(true, Ordering::SeqCst);
-            return None;
+    let (state, out) = if reqs.len() <= INLINE_MAX && batch::without_sync(&state, reqs) {
+        let out = batch::commit(&mut state, reqs);
+        (state, out)
+    } else {
+        let mut taken = std::mem::take(reqs);
+        let joined = tokio::task::spawn_blocking(move || {
+            let out = batch::commit(&mut state, &mut taken);
+            (state, out, taken)
+        })
+        .await;
+        match joined {
+            Ok((state, out, emptied)) => {
+                *reqs = emptied;
+                (state, out)
+            }
+            Err(e) => {
+                tracing::error!(%e, "log writer: commit thread failed; the log stops accepting writes");
+                shared.closed.store(true, Ordering::SeqCst);
+                return None;
+            }
         }
     };
     if out.synced {

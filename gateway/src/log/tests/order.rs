@@ -143,3 +143,55 @@ async fn flush_is_durable_and_first_seq_tracks_history() {
     assert_eq!(log.first_seq(), p.seq);
     assert_eq!(log.read(p.seq + 1, 10).unwrap().len(), 0);
 }
+
+#[test]
+fn only_small_qos0_batches_under_the_reservation_skip_the_blocking_thread() {
+    use crate::log::DedupeKey;
+    use crate::log::batch::without_sync;
+    use crate::log::state::WriterState;
+    use crate::log::store::Store;
+    use crate::log::writer::Request;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut state = WriterState::load(store, default_rules(), 60_000).unwrap();
+    let append = |qos, dedupe: Option<&str>| Request::Append {
+        msg: msg("a", qos, "x"),
+        dedupe: dedupe.map(|k| DedupeKey(k.as_bytes().to_vec())),
+        reply: tokio::sync::oneshot::channel().0,
+    };
+    let flush = || Request::Flush {
+        reply: tokio::sync::oneshot::channel().0,
+    };
+
+    // A fresh store has reserved nothing yet: its first batch makes the mark durable.
+    assert_eq!(state.reserved, 0);
+    assert!(!without_sync(&state, &[append(QoS::AtMostOnce, None)]));
+    state.reserved = state.last_seq() + 100;
+
+    assert!(without_sync(&state, &[append(QoS::AtMostOnce, None)]));
+    assert!(without_sync(
+        &state,
+        &[append(QoS::AtMostOnce, None), append(QoS::AtMostOnce, None)]
+    ));
+    assert!(!without_sync(
+        &state,
+        &[
+            append(QoS::AtMostOnce, None),
+            append(QoS::AtLeastOnce, None)
+        ]
+    ));
+    assert!(!without_sync(&state, &[append(QoS::ExactlyOnce, None)]));
+    assert!(!without_sync(&state, &[append(QoS::AtMostOnce, Some("k"))]));
+    assert!(!without_sync(
+        &state,
+        &[append(QoS::AtMostOnce, None), flush()]
+    ));
+    // Sequence numbers about to pass the reserved mark: the raised mark is fsynced.
+    state.reserved = state.last_seq() + 1;
+    assert!(without_sync(&state, &[append(QoS::AtMostOnce, None)]));
+    assert!(!without_sync(
+        &state,
+        &[append(QoS::AtMostOnce, None), append(QoS::AtMostOnce, None)]
+    ));
+}
