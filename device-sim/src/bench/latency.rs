@@ -117,13 +117,13 @@ pub async fn run(args: &LatencyArgs) -> Result<Report, BenchError> {
     let base = Instant::now();
 
     let opts = mqtt::options(broker, format!("{prefix}-lat-sub"), max_packet, 100);
-    let (sub_client, mut sub_loop) = mqtt::client(opts, 16);
+    let (sub_client, mut sub_loop) = mqtt::latency_client(opts, 16);
     mqtt::connect(&mut sub_loop, broker, deadline).await?;
     mqtt::subscribe(&sub_client, &mut sub_loop, &topic, qos, deadline).await?;
 
     let queue = (args.rate as usize).clamp(1000, 100_000);
     let opts = mqtt::options(broker, format!("{prefix}-lat-pub"), max_packet, 1000);
-    let (pub_client, mut pub_loop) = mqtt::client(opts, queue);
+    let (pub_client, mut pub_loop) = mqtt::latency_client(opts, queue);
     mqtt::connect(&mut pub_loop, broker, deadline).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);

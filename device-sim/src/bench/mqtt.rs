@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rumqttc::mqttbytes::v4::SubscribeReasonCode;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS, StateError,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS,
+    StateError,
 };
 use tokio::time::{Instant, timeout_at};
 
@@ -58,6 +59,19 @@ pub fn options(
 /// Creates a client and its event loop; `queue` bounds the requests waiting for the loop.
 pub fn client(opts: MqttOptions, queue: usize) -> (AsyncClient, EventLoop) {
     AsyncClient::new(opts, queue.max(1))
+}
+
+/// As [`client`], with TCP_NODELAY on the client's socket, for the scenarios that time single
+/// messages. rumqttc leaves Nagle's algorithm on: a small publish then waits for the ACK of the
+/// one before, and the broker's kernel delays that ACK by up to 40 ms whenever it has nothing
+/// to send back (QoS 0). Both brokers set TCP_NODELAY on their side; without it on the client
+/// too, an unpinned run measured 25-40 ms p99 stalls against either of them.
+pub fn latency_client(opts: MqttOptions, queue: usize) -> (AsyncClient, EventLoop) {
+    let (client, mut eventloop) = client(opts, queue);
+    let mut network = NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    (client, eventloop)
 }
 
 /// Polls a fresh event loop until the broker accepts the connection (CONNACK), or fails.

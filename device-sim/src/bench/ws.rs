@@ -158,7 +158,12 @@ pub async fn run(args: &WsArgs) -> Result<Report, BenchError> {
             }
         }));
     }
-    let (client, mut el) = mqtt::client(
+    let make_client = if args.mode == WsMode::Latency {
+        mqtt::latency_client
+    } else {
+        mqtt::client
+    };
+    let (client, mut el) = make_client(
         mqtt::options(
             &args.common.broker,
             format!("{prefix}-wspub"),

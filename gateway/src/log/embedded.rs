@@ -5,8 +5,8 @@
 use super::retention::SweepReport;
 use super::state::WriterState;
 use super::store::Store;
-use super::writer::{self, Request, Shared, WriterConfig};
-use super::{AppendFuture, DedupeKey, LogError, MessageLog, ReleaseFeed};
+use super::writer::{self, AppendReply, Request, Shared, WriterConfig};
+use super::{AppendFuture, DedupeKey, LogError, MessageLog, ReleaseFeed, Ticket};
 use crate::core::message::now_ms;
 use crate::core::namespace::NamespaceRules;
 use crate::core::{Message, StoredMessage};
@@ -156,7 +156,7 @@ impl EmbeddedLog {
 
     async fn done(&self, make: impl FnOnce(writer::Done) -> Request) -> Result<(), LogError> {
         let (reply, rx) = oneshot::channel();
-        self.enqueue(make(reply))?;
+        self.enqueue(make(writer::Done::Once(reply)))?;
         rx.await.map_err(|_| LogError::Closed)?
     }
 }
@@ -182,11 +182,31 @@ impl MessageLog for EmbeddedLog {
 
     fn submit(&self, msg: Message, dedupe: Option<DedupeKey>) -> AppendFuture {
         let (reply, rx) = oneshot::channel();
-        let queued = self.enqueue(Request::Append { msg, dedupe, reply });
+        let queued = self.enqueue(Request::Append {
+            msg,
+            dedupe,
+            reply: AppendReply::Once(reply),
+        });
         Box::pin(async move {
             queued?;
             rx.await.map_err(|_| LogError::Closed)?
         })
+    }
+
+    fn submit_queued(&self, msg: Message, dedupe: Option<DedupeKey>, ticket: Ticket) {
+        // On failure the request, and with it the ticket, is dropped: it answers `Closed`.
+        let _ = self.enqueue(Request::Append {
+            msg,
+            dedupe,
+            reply: AppendReply::Queued(ticket),
+        });
+    }
+
+    fn forget_dedupe_queued(&self, key: DedupeKey, ticket: Ticket) {
+        let _ = self.enqueue(Request::ForgetDedupe {
+            key,
+            reply: writer::Done::Queued(ticket),
+        });
     }
 
     async fn forget_dedupe(&self, key: DedupeKey) -> Result<(), LogError> {

@@ -14,6 +14,7 @@
 //! - `state.rs`: the writer's in-memory state, rebuilt at open (format check, epoch, counts).
 //! - `history.rs`: per-channel counts and oldest entries, and the global lowest, in memory.
 //! - `writer.rs`: the writer task: drain, commit, release, answer.
+//! - `answers.rs`: per-submitter answer queues for pipelined appends.
 //! - `batch.rs`: one group commit.
 //! - `retention.rs`: history trimming by count and age, de-duplication TTL, retained expiry.
 //! - `trims.rs`: per-channel marks of what retention removed, for exact `reset`s.
@@ -21,6 +22,7 @@
 use crate::core::{Message, StoredMessage};
 use std::sync::Arc;
 
+pub mod answers;
 mod batch;
 mod block;
 pub mod embedded;
@@ -34,6 +36,7 @@ mod tests;
 mod trims;
 mod writer;
 
+pub use answers::{Answer, AnswerQueue, Ticket};
 pub use embedded::{EmbeddedLog, LogOptions};
 pub use retention::SweepReport;
 
@@ -118,6 +121,16 @@ pub trait MessageLog: Send + Sync + 'static {
     /// many QoS 1 publishes and sends the PUBACKs in order as they resolve). The returned
     /// future owns everything it needs (`'static`).
     fn submit(&self, msg: Message, dedupe: Option<DedupeKey>) -> AppendFuture;
+
+    /// Like [`MessageLog::submit`], but the outcome goes to `ticket`'s [`AnswerQueue`]
+    /// instead of a future of its own: a connection that pipelines many publishes then takes
+    /// a whole group commit's answers in one receive, with no allocation or wake-up per
+    /// message. Answers to one queue arrive in submission order while the log runs.
+    fn submit_queued(&self, msg: Message, dedupe: Option<DedupeKey>, ticket: Ticket);
+
+    /// [`MessageLog::forget_dedupe`] answered on `ticket`'s queue, in order with the
+    /// submitter's appends.
+    fn forget_dedupe_queued(&self, key: DedupeKey, ticket: Ticket);
 
     /// Removes a de-duplication key (MQTT PUBREL finishes a QoS 2 exchange). Durable on return.
     async fn forget_dedupe(&self, key: DedupeKey) -> Result<(), LogError>;

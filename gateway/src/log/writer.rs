@@ -5,6 +5,7 @@
 //! Sweeps run as their own commits between batches; `Close` stops intake and the task ends
 //! once everything queued before it has been written.
 
+use super::answers::Ticket;
 use super::batch;
 use super::retention::{self, SweepReport};
 use super::state::WriterState;
@@ -16,8 +17,40 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Answer channel of a request that returns nothing.
-pub type Done = oneshot::Sender<Result<(), LogError>>;
+/// Where the answer to a request that returns nothing goes.
+pub enum Done {
+    /// To one waiting caller.
+    Once(oneshot::Sender<Result<(), LogError>>),
+    /// To a submitter's answer queue.
+    Queued(Ticket),
+}
+
+impl Done {
+    fn send(self, r: Result<(), LogError>) {
+        // A caller that stopped waiting is not an error: the write happened regardless.
+        match self {
+            Done::Once(tx) => drop(tx.send(r)),
+            Done::Queued(t) => t.answer(r),
+        }
+    }
+}
+
+/// Where the answer to an append goes.
+pub enum AppendReply {
+    /// To one waiting caller, with the message's position.
+    Once(oneshot::Sender<Result<Appended, LogError>>),
+    /// To a submitter's answer queue.
+    Queued(Ticket),
+}
+
+impl AppendReply {
+    fn send(self, r: Result<Appended, LogError>) {
+        match self {
+            AppendReply::Once(tx) => drop(tx.send(r)),
+            AppendReply::Queued(t) => t.answer(r.map(|_| ())),
+        }
+    }
+}
 
 /// Work for the writer.
 pub enum Request {
@@ -28,7 +61,7 @@ pub enum Request {
         /// Its de-duplication key, if any.
         dedupe: Option<DedupeKey>,
         /// Where the outcome goes.
-        reply: oneshot::Sender<Result<Appended, LogError>>,
+        reply: AppendReply,
     },
     /// Remove a de-duplication key.
     ForgetDedupe {
@@ -72,10 +105,7 @@ pub enum Request {
 /// An answer waiting for its batch to be released.
 pub enum Reply {
     /// To an append.
-    Append(
-        oneshot::Sender<Result<Appended, LogError>>,
-        Result<Appended, LogError>,
-    ),
+    Append(AppendReply, Result<Appended, LogError>),
     /// To a request that returns nothing.
     Done(Done, Result<(), LogError>),
     /// To a sweep.
@@ -89,8 +119,8 @@ impl Reply {
     fn send(self) {
         // A caller that stopped waiting is not an error: the write happened regardless.
         match self {
-            Reply::Append(tx, r) => drop(tx.send(r)),
-            Reply::Done(tx, r) => drop(tx.send(r)),
+            Reply::Append(to, r) => to.send(r),
+            Reply::Done(to, r) => to.send(r),
             Reply::Sweep(tx, r) => drop(tx.send(r)),
         }
     }

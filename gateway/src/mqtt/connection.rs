@@ -13,14 +13,11 @@ use super::session::Session;
 use crate::broker::outbox::Outbox;
 use crate::broker::{Broker, ConnId};
 use crate::core::Message;
-use crate::log::{Appended, LogError};
+use crate::log::AnswerQueue;
 use bytes::BytesMut;
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use rumqttc::v5::mqttbytes::v5::{Disconnect, DisconnectReasonCode, Packet};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -30,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 /// Inbound publishes (any QoS) whose log append may be outstanding at once; past this the
 /// connection stops reading until the log catches up.
 const MAX_PENDING_APPENDS: usize = 4096;
+/// Most log answers taken in one receive (a connection awaits at most
+/// [`MAX_PENDING_APPENDS`] plus a PUBREL per open QoS 2 exchange).
+const ACK_DRAIN: usize = 8192;
 /// Stop moving deliveries into the write buffer past this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
 /// How often a persistent session's cursor is saved while connected.
@@ -47,8 +47,28 @@ pub(super) enum AckKind {
     PubComp(u16),
 }
 
-pub(super) type AckFuture =
-    Pin<Box<dyn Future<Output = (AckKind, Result<Appended, LogError>)> + Send>>;
+impl AckKind {
+    /// The tag a log answer carries back: the kind in the high bits, the packet id below.
+    pub(super) fn tag(&self) -> u64 {
+        match *self {
+            AckKind::None => 0,
+            AckKind::PubAck(p) => 1 << 16 | u64::from(p),
+            AckKind::PubRec(p) => 2 << 16 | u64::from(p),
+            AckKind::PubComp(p) => 3 << 16 | u64::from(p),
+        }
+    }
+
+    /// The kind a tag from [`AckKind::tag`] stands for.
+    pub(super) fn from_tag(tag: u64) -> AckKind {
+        let pkid = (tag & 0xffff) as u16;
+        match tag >> 16 {
+            1 => AckKind::PubAck(pkid),
+            2 => AckKind::PubRec(pkid),
+            3 => AckKind::PubComp(pkid),
+            _ => AckKind::None,
+        }
+    }
+}
 
 /// Whether deliveries come from the live outbox or from the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +93,10 @@ pub(super) struct Connection<W> {
     pub(super) outbox: Arc<Outbox>,
     pub(super) pending: VecDeque<Pending>,
     pub(super) mode: Mode,
-    pub(super) appends: FuturesOrdered<AckFuture>,
+    /// Answers to this connection's log requests (publishes, PUBRELs), in order.
+    pub(super) answers: AnswerQueue,
+    /// Log requests not answered yet.
+    pub(super) awaiting: usize,
     /// QoS 1 appends outstanding plus QoS 2 exchanges not yet completed by PUBCOMP.
     pub(super) inbound_unacked: usize,
     pub(super) inbound_qos2: HashSet<u16>,
@@ -127,7 +150,8 @@ pub(super) async fn run<R, W>(
         outbox,
         pending: VecDeque::new(),
         mode: Mode::CatchUp,
-        appends: FuturesOrdered::new(),
+        answers: AnswerQueue::default(),
+        awaiting: 0,
         inbound_unacked: 0,
         inbound_qos2: HashSet::new(),
         aliases: HashMap::new(),
@@ -154,6 +178,7 @@ pub(super) async fn run<R, W>(
     let mut next_save = Instant::now() + SAVE_EVERY;
     let shutdown = broker.shutdown.clone();
     let mut read_room = ReadRoom::default();
+    let mut answers = Vec::new();
 
     // Packets that arrived in the same read as the CONNECT.
     let early = if inbuf.is_empty() {
@@ -169,7 +194,7 @@ pub(super) async fn run<R, W>(
             if let Err(close) = c.flush(&kick, &shutdown).await {
                 break close;
             }
-            let can_read = c.appends.len() < MAX_PENDING_APPENDS;
+            let can_read = c.awaiting < MAX_PENDING_APPENDS;
             // More to deliver right now (the last pass stopped at the write batch size):
             // go round again after the write instead of waiting for the next event.
             let more = c.has_work();
@@ -183,8 +208,8 @@ pub(super) async fn run<R, W>(
                 biased;
                 _ = kick.cancelled() => break Close::TakenOver,
                 _ = shutdown.cancelled() => break Close::ServerShutdown,
-                Some((kind, res)) = c.appends.next(), if !c.appends.is_empty() => {
-                    if let Err(close) = c.on_acks(kind, res) {
+                _ = c.answers.recv_many(&mut answers, ACK_DRAIN), if c.awaiting > 0 => {
+                    if let Err(close) = c.on_answers(&mut answers) {
                         break close;
                     }
                 }

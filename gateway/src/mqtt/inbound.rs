@@ -9,9 +9,8 @@ use crate::broker::Subscriber;
 use crate::core::message::now_ms;
 use crate::core::topic::{TopicLimits, validate_filter, validate_topic_name};
 use crate::core::{Message, MessageProps, QoS};
-use crate::log::{Appended, DedupeKey, LogError};
+use crate::log::{Answer, DedupeKey, LogError};
 use bytes::BytesMut;
-use futures_util::{FutureExt, StreamExt};
 use rumqttc::v5::mqttbytes::v5::{
     DisconnectReasonCode as R, Packet, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
     PubRecReason, PubRel, PubRelReason, Publish, RetainForwardRule, SubAck, Subscribe,
@@ -19,10 +18,6 @@ use rumqttc::v5::mqttbytes::v5::{
 };
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
-
-/// Most finished log operations handled in one go (the connection's pending appends are
-/// bounded far below this anyway).
-const ACK_DRAIN: usize = 8192;
 
 impl<W: AsyncWrite + Unpin> Connection<W> {
     fn limits(&self) -> TopicLimits {
@@ -215,9 +210,9 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
         if qos.is_reliable() {
             self.inbound_unacked += 1;
         }
-        let fut = self.broker.log.submit(msg, dedupe);
-        self.appends
-            .push_back(Box::pin(async move { (kind, fut.await) }));
+        let ticket = self.answers.ticket(kind.tag());
+        self.awaiting += 1;
+        self.broker.log.submit_queued(msg, dedupe, ticket);
         Ok(())
     }
 
@@ -233,40 +228,23 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
 
     fn on_pubrel(&mut self, pkid: u16) {
         let key = self.qos2_key(pkid);
-        let log = self.broker.log.clone();
-        self.appends.push_back(Box::pin(async move {
-            let r = log
-                .forget_dedupe(key)
-                .await
-                .map(|_| Appended::Duplicate(crate::core::Position { epoch: 0, seq: 0 }));
-            (AckKind::PubComp(pkid), r)
-        }));
+        let ticket = self.answers.ticket(AckKind::PubComp(pkid).tag());
+        self.awaiting += 1;
+        self.broker.log.forget_dedupe_queued(key, ticket);
     }
 
-    /// A log operation finished: handles it, then every later one that has finished too
-    /// (a group commit finishes thousands at once; one pass of the connection loop each
-    /// would cost a write attempt and a new `select!` per message).
-    pub(super) fn on_acks(
-        &mut self,
-        kind: AckKind,
-        res: Result<Appended, LogError>,
-    ) -> Result<(), Close> {
-        self.on_ack(kind, res)?;
-        for _ in 0..ACK_DRAIN {
-            match self.appends.next().now_or_never() {
-                Some(Some((kind, res))) => self.on_ack(kind, res)?,
-                _ => break,
-            }
+    /// Log operations finished (a group commit finishes thousands at once, and they come in
+    /// one receive): send the acknowledgement each was waiting for, in order.
+    pub(super) fn on_answers(&mut self, answers: &mut Vec<Answer>) -> Result<(), Close> {
+        self.awaiting = self.awaiting.saturating_sub(answers.len());
+        for a in answers.drain(..) {
+            self.on_ack(AckKind::from_tag(a.tag), a.result)?;
         }
         Ok(())
     }
 
     /// A log operation finished: send the acknowledgement it was waiting for.
-    pub(super) fn on_ack(
-        &mut self,
-        kind: AckKind,
-        res: Result<Appended, LogError>,
-    ) -> Result<(), Close> {
+    pub(super) fn on_ack(&mut self, kind: AckKind, res: Result<(), LogError>) -> Result<(), Close> {
         if let Err(e) = &res {
             tracing::warn!(client_id = %self.client_id, error = %e, "log did not accept a publish");
             if !self.v5 && !matches!(kind, AckKind::None) {

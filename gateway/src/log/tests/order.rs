@@ -150,7 +150,7 @@ fn only_small_qos0_batches_under_the_reservation_skip_the_blocking_thread() {
     use crate::log::batch::without_sync;
     use crate::log::state::WriterState;
     use crate::log::store::Store;
-    use crate::log::writer::Request;
+    use crate::log::writer::{AppendReply, Done, Request};
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -158,10 +158,10 @@ fn only_small_qos0_batches_under_the_reservation_skip_the_blocking_thread() {
     let append = |qos, dedupe: Option<&str>| Request::Append {
         msg: msg("a", qos, "x"),
         dedupe: dedupe.map(|k| DedupeKey(k.as_bytes().to_vec())),
-        reply: tokio::sync::oneshot::channel().0,
+        reply: AppendReply::Once(tokio::sync::oneshot::channel().0),
     };
     let flush = || Request::Flush {
-        reply: tokio::sync::oneshot::channel().0,
+        reply: Done::Once(tokio::sync::oneshot::channel().0),
     };
 
     // A fresh store has reserved nothing yet: its first batch makes the mark durable.
@@ -194,4 +194,55 @@ fn only_small_qos0_batches_under_the_reservation_skip_the_blocking_thread() {
         &state,
         &[append(QoS::AtMostOnce, None), append(QoS::AtMostOnce, None)]
     ));
+}
+
+#[tokio::test]
+async fn queued_submissions_answer_in_order_with_their_tags_and_closed_once_the_log_stops() {
+    use crate::log::{AnswerQueue, DedupeKey, LogError};
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _feed) = open(dir.path(), default_rules());
+    let mut answers = AnswerQueue::default();
+    let key = || DedupeKey(b"c\0 7".to_vec());
+    // QoS 0 and 1 interleaved, a QoS 2 retry that is a duplicate, and the key forgotten.
+    for tag in 0..300u64 {
+        let qos = if tag % 2 == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        log.submit_queued(msg("q/a", qos, &tag.to_string()), None, answers.ticket(tag));
+    }
+    let qos2 = || msg("q/b", QoS::ExactlyOnce, "once");
+    log.submit_queued(qos2(), Some(key()), answers.ticket(300));
+    log.submit_queued(qos2(), Some(key()), answers.ticket(301));
+    log.forget_dedupe_queued(key(), answers.ticket(302));
+
+    let mut got = Vec::new();
+    while got.len() < 303 {
+        within(answers.recv_many(&mut got, 1000)).await;
+    }
+    let tags: Vec<u64> = got.iter().map(|a| a.tag).collect();
+    assert_eq!(tags, (0..303).collect::<Vec<_>>(), "answers out of order");
+    assert!(got.iter().all(|a| a.result.is_ok()), "{got:?}");
+    // 300 messages plus one QoS 2 message: the retry was not stored again.
+    let stored = log.read(0, 1000).unwrap();
+    assert_eq!(stored.len(), 301);
+    assert_eq!(payloads(&stored[300..]), ["once"]);
+
+    log.close().await;
+    log.submit_queued(
+        msg("q/a", QoS::AtLeastOnce, "late"),
+        None,
+        answers.ticket(7),
+    );
+    log.forget_dedupe_queued(key(), answers.ticket(8));
+    let mut late = Vec::new();
+    while late.len() < 2 {
+        within(answers.recv_many(&mut late, 10)).await;
+    }
+    let closed: Vec<_> = late
+        .iter()
+        .map(|a| (a.tag, matches!(a.result, Err(LogError::Closed))))
+        .collect();
+    assert_eq!(closed, [(7, true), (8, true)]);
 }
