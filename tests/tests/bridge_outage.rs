@@ -150,8 +150,21 @@ qos = 2
     o.set_inflight(8);
     let (publisher, _) = V4::connect(o).await;
     let client = publisher.client.clone();
+    // The second half waits for the first cut, so the stream is cut in the middle however
+    // fast it flows.
+    let (first_cut_tx, first_cut) = tokio::sync::oneshot::channel::<()>();
     let feed = tokio::spawn(async move {
         for i in 0..n {
+            if i == n / 2 {
+                first_cut.await.expect("first cut");
+                break;
+            }
+            client
+                .publish("up/x", QoS::ExactlyOnce, false, i.to_string())
+                .await
+                .expect("publish");
+        }
+        for i in n / 2..n {
             client
                 .publish("up/x", QoS::ExactlyOnce, false, i.to_string())
                 .await
@@ -159,9 +172,23 @@ qos = 2
         }
     });
 
-    // Cut the bridge's connection every 100 ms until everything is stored.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut cuts_mid_stream = 0;
+    // The first cut as soon as messages flow through a connected bridge.
+    loop {
+        let s = e2e_tests::bridge::status(gw.http_addr(), "site").await;
+        if s["state"] == "connected" && counter(&s, "forwarded_in") > 0 && relay.cut() > 0 {
+            cuts_mid_stream += 1;
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing flowed through the bridge: {s:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first_cut_tx.send(()).expect("feeder waiting");
+    // Then a cut every 100 ms until everything is stored.
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let s = e2e_tests::bridge::status(gw.http_addr(), "site").await;

@@ -97,6 +97,9 @@ pub(super) struct Connection<W> {
     pub(super) answers: AnswerQueue,
     /// Log requests not answered yet.
     pub(super) awaiting: usize,
+    /// When the bytes being decoded were read (ms since the Unix epoch): inbound messages'
+    /// time stamp.
+    pub(super) read_at_ms: u64,
     /// QoS 1 appends outstanding plus QoS 2 exchanges not yet completed by PUBCOMP.
     pub(super) inbound_unacked: usize,
     pub(super) inbound_qos2: HashSet<u16>,
@@ -152,6 +155,7 @@ pub(super) async fn run<R, W>(
         mode: Mode::CatchUp,
         answers: AnswerQueue::default(),
         awaiting: 0,
+        read_at_ms: 0,
         inbound_unacked: 0,
         inbound_qos2: HashSet::new(),
         aliases: HashMap::new(),

@@ -29,6 +29,8 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
 
     /// Decodes and handles every complete packet in `buf`.
     pub(super) fn on_bytes(&mut self, buf: &mut BytesMut) -> Result<(), Close> {
+        // Publishes that came in one read share a receive time (one clock read per read).
+        self.read_at_ms = now_ms();
         while let Some(pkt) = self.codec.decode(buf).map_err(Close::Codec)? {
             self.on_packet(pkt)?;
         }
@@ -193,7 +195,7 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
                 correlation_data: props.correlation_data,
                 user_properties: props.user_properties,
             },
-            ts_ms: now_ms(),
+            ts_ms: self.read_at_ms,
             origin: Some(self.origin.clone()),
         };
         let (kind, dedupe) = match qos {

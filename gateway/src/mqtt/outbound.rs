@@ -139,8 +139,12 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
 
     /// Writes one PUBLISH (skipping expired messages and ones too large for the client).
     fn publish(&mut self, p: Pending) {
-        let now = now_ms();
-        let remaining = p.msg.msg.remaining_expiry(now);
+        // The clock is read only for messages that expire.
+        let remaining = p
+            .msg
+            .msg
+            .expires_at_ms()
+            .and_then(|_| p.msg.msg.remaining_expiry(now_ms()));
         if remaining == Some(0) {
             return;
         }
@@ -185,7 +189,9 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
         let slot = usize::from(self.v5);
         let bytes = msg.wire.get_or_encode(slot, || {
             let publish = self.build_publish(msg, QoS::AtMostOnce, false, &[], 0, false, None);
-            let mut buf = bytes::BytesMut::new();
+            // Fixed header, topic length, topic and payload; properties may grow it.
+            let size = 8 + msg.msg.topic.len() + msg.msg.payload.len();
+            let mut buf = bytes::BytesMut::with_capacity(size);
             self.codec
                 .encode(&Packet::Publish(publish), &mut buf, None)
                 .ok()?;

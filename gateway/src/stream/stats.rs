@@ -81,10 +81,10 @@ impl ChannelStats {
                         _ = shutdown.cancelled() => break,
                     }
                 }
-                let now = now_ms();
-                for d in d.deliveries {
-                    s.record(&d.msg.msg.topic, now);
-                }
+                s.record_all(
+                    d.deliveries.iter().map(|d| d.msg.msg.topic.as_str()),
+                    now_ms(),
+                );
             }
             outbox.close();
         });
@@ -93,26 +93,26 @@ impl ChannelStats {
 
     /// Counts one message on `channel` at `now_ms`.
     pub fn record(&self, channel: &str, now_ms: u64) {
+        record_n(&mut self.map.lock(), channel, 1, now_ms);
+    }
+
+    /// Counts one message per item of `channels`, all at `now_ms`, under one lock. A run of
+    /// messages on the same channel (a stream) costs one lookup.
+    pub fn record_all<'a>(&self, channels: impl IntoIterator<Item = &'a str>, now_ms: u64) {
         let mut map = self.map.lock();
-        match map.get_mut(channel) {
-            Some(st) => {
-                st.rate = decayed(st.rate, st.last_ms, now_ms) + 1.0 / TAU_S;
-                st.last_ms = now_ms;
-                st.count += 1;
-            }
-            None => {
-                if map.len() >= MAX_CHANNELS {
-                    forget_stalest(&mut map);
+        let mut run: Option<(&str, u64)> = None;
+        for c in channels {
+            match &mut run {
+                Some((name, n)) if *name == c => *n += 1,
+                _ => {
+                    if let Some((name, n)) = run.replace((c, 1)) {
+                        record_n(&mut map, name, n, now_ms);
+                    }
                 }
-                map.insert(
-                    channel.to_owned(),
-                    Stat {
-                        count: 1,
-                        last_ms: now_ms,
-                        rate: 1.0 / TAU_S,
-                    },
-                );
             }
+        }
+        if let Some((name, n)) = run {
+            record_n(&mut map, name, n, now_ms);
         }
     }
 
@@ -152,6 +152,31 @@ impl ChannelStats {
     }
 }
 
+/// Counts `n` messages on `channel` at `now_ms`.
+fn record_n(map: &mut HashMap<String, Stat>, channel: &str, n: u64, now_ms: u64) {
+    let add = n as f64 / TAU_S;
+    match map.get_mut(channel) {
+        Some(st) => {
+            st.rate = decayed(st.rate, st.last_ms, now_ms) + add;
+            st.last_ms = now_ms;
+            st.count += n;
+        }
+        None => {
+            if map.len() >= MAX_CHANNELS {
+                forget_stalest(map);
+            }
+            map.insert(
+                channel.to_owned(),
+                Stat {
+                    count: n,
+                    last_ms: now_ms,
+                    rate: add,
+                },
+            );
+        }
+    }
+}
+
 fn decayed(rate: f64, last_ms: u64, now_ms: u64) -> f64 {
     let dt = now_ms.saturating_sub(last_ms) as f64 / 1000.0;
     rate * (-dt / TAU_S).exp()
@@ -184,5 +209,26 @@ mod tests {
         let later = s.list(Some("a"), 10, 1_060_000 + 600_000, |_| 0);
         assert!(later[0].rate < 0.01, "decays when quiet");
         assert_eq!(later.len(), 1);
+    }
+
+    #[test]
+    fn recording_many_at_once_counts_each_message_as_recording_them_one_by_one() {
+        let batch = ["a", "a", "a", "b", "a", "c", "c"];
+        let many = ChannelStats::default();
+        let one = ChannelStats::default();
+        many.record("a", 1_000);
+        one.record("a", 1_000);
+        many.record_all(batch, 2_000);
+        for c in batch {
+            one.record(c, 2_000);
+        }
+        let l_many = many.list(None, 10, 3_000, |_| 0);
+        let l_one = one.list(None, 10, 3_000, |_| 0);
+        assert_eq!(l_many, l_one);
+        let counts: Vec<(&str, u64)> = l_many
+            .iter()
+            .map(|c| (c.channel.as_str(), c.messages))
+            .collect();
+        assert_eq!(counts, [("a", 5), ("c", 2), ("b", 1)]);
     }
 }
