@@ -20,33 +20,35 @@ pub struct Answer {
 
 /// One submitter's queue of answers. The writer answers in the order requests reached it, so
 /// answers to one submitter arrive in submission order while the log runs.
-#[derive(Debug)]
+///
+/// The channel is made with the first ticket: a connection that never publishes (most
+/// dashboards and idle devices) pays nothing for it.
+#[derive(Debug, Default)]
 pub struct AnswerQueue {
-    tx: mpsc::UnboundedSender<Answer>,
-    rx: mpsc::UnboundedReceiver<Answer>,
-}
-
-impl Default for AnswerQueue {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        AnswerQueue { tx, rx }
-    }
+    chan: Option<(
+        mpsc::UnboundedSender<Answer>,
+        mpsc::UnboundedReceiver<Answer>,
+    )>,
 }
 
 impl AnswerQueue {
     /// A ticket whose answer comes to this queue with `tag`.
-    pub fn ticket(&self, tag: u64) -> Ticket {
+    pub fn ticket(&mut self, tag: u64) -> Ticket {
+        let (tx, _) = self.chan.get_or_insert_with(mpsc::unbounded_channel);
         Ticket {
-            tx: Some(self.tx.clone()),
+            tx: Some(tx.clone()),
             tag,
         }
     }
 
-    /// Waits for at least one answer, then moves up to `limit` into `buf`. Cancel-safe. Never
-    /// returns 0: the queue holds a sender itself, so only callers that expect answers
-    /// should wait on it.
+    /// Waits for at least one answer, then moves up to `limit` into `buf`. Cancel-safe. Only
+    /// callers that expect answers should wait: before the first ticket this never resolves.
     pub async fn recv_many(&mut self, buf: &mut Vec<Answer>, limit: usize) -> usize {
-        self.rx.recv_many(buf, limit.max(1)).await
+        match &mut self.chan {
+            // The queue holds a sender itself, so this never returns 0.
+            Some((_, rx)) => rx.recv_many(buf, limit.max(1)).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
