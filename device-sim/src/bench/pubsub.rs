@@ -15,7 +15,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 
 use super::mqtt::{self, Tally, bump};
+use super::raw::{ConnectSpec, RawConnection};
 use super::{BenchError, BrokerUrl};
+use rumqttc::mqttbytes::v4::{Packet as RawPacket, Publish as RawPublish};
 
 /// "Connected and ready", or why not.
 pub type Ready = oneshot::Receiver<Result<(), BenchError>>;
@@ -234,6 +236,167 @@ pub fn spawn_publisher(
         out
     });
     (task, ready_rx)
+}
+
+/// As [`spawn_subscriber`] for a QoS 0 subscription, on a raw connection that counts
+/// PUBLISH frames without decoding them, so one load-generator core keeps up with a broker
+/// far faster than rumqttc could follow.
+pub fn spawn_raw_subscriber(
+    spec: SubscriberSpec,
+    mut stop: watch::Receiver<bool>,
+) -> (JoinHandle<Tally>, Ready, Arc<Deliveries>) {
+    let deliveries = Arc::new(Deliveries::default());
+    let counter = deliveries.clone();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut errors = Tally::new();
+        let setup = async {
+            let addr = spec.broker.resolve().await?;
+            let (mut conn, _) = timeout_at(
+                spec.deadline,
+                RawConnection::connect(addr, raw_spec(&spec.client_id)),
+            )
+            .await
+            .map_err(|_| unreachable(&spec.broker, "no CONNACK before the timeout"))?
+            .map_err(|e| unreachable(&spec.broker, &e.to_string()))?;
+            timeout_at(
+                spec.deadline,
+                conn.subscribe(&spec.filter, QoS::AtMostOnce, 1),
+            )
+            .await
+            .map_err(|_| BenchError::Setup("no SUBACK before the timeout".into()))?
+            .map_err(|e| BenchError::Setup(format!("subscribe failed: {e}")))?;
+            Ok::<_, BenchError>(conn)
+        };
+        let mut conn = match setup.await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return errors;
+            }
+        };
+        let _ = ready_tx.send(Ok(()));
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                got = conn.count_publishes() => match got {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        counter.received.fetch_add(n, Ordering::Relaxed);
+                        let ns = spec.base.elapsed().as_nanos() as u64;
+                        counter.last_ns.store(ns, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        bump(&mut errors, e.kind());
+                        return errors;
+                    }
+                },
+            }
+        }
+        let _ = conn.disconnect().await;
+        errors
+    });
+    (task, ready_rx, deliveries)
+}
+
+/// Bytes a raw publisher hands the socket per write.
+const RAW_CHUNK: usize = 64 * 1024;
+
+/// As [`spawn_publisher`] for QoS 0, on a raw connection: the PUBLISH is encoded once and
+/// written many to a write, as fast as the socket takes them.
+pub fn spawn_raw_publisher(
+    spec: PublisherSpec,
+    mut start: watch::Receiver<Option<Instant>>,
+) -> (JoinHandle<PubOutcome>, Ready) {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut out = PubOutcome::default();
+        let frame = match encode_qos0(&spec.topic, &spec.payload) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return out;
+            }
+        };
+        let connected = async {
+            let addr = spec.broker.resolve().await?;
+            timeout_at(
+                spec.deadline,
+                RawConnection::connect(addr, raw_spec(&spec.client_id)),
+            )
+            .await
+            .map_err(|_| unreachable(&spec.broker, "no CONNACK before the timeout"))?
+            .map_err(|e| unreachable(&spec.broker, &e.to_string()))
+        };
+        let mut conn = match connected.await {
+            Ok((c, _)) => c,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return out;
+            }
+        };
+        let _ = ready_tx.send(Ok(()));
+        let t0 = match timeout_at(spec.deadline, start.wait_for(Option::is_some)).await {
+            Ok(Ok(t0)) => (*t0).unwrap_or_else(Instant::now),
+            _ => return out,
+        };
+        let end_at = spec.duration.map(|d| t0 + d);
+        let limit = if spec.duration.is_some() {
+            u64::MAX
+        } else {
+            spec.messages
+        };
+        let per_chunk = (RAW_CHUNK / frame.len()).max(1) as u64;
+        let chunk = frame.repeat(per_chunk as usize);
+        while out.sent < limit && end_at.is_none_or(|end| Instant::now() < end) {
+            let n = per_chunk.min(limit - out.sent);
+            let bytes = &chunk[..n as usize * frame.len()];
+            match timeout_at(spec.deadline, conn.write_raw(bytes)).await {
+                Ok(Ok(())) => {
+                    out.sent += n;
+                    out.done_at = Some(Instant::now());
+                }
+                Ok(Err(e)) => {
+                    bump(&mut out.errors, e.kind());
+                    return out;
+                }
+                Err(_) => {
+                    bump(&mut out.errors, "timeout_while_publishing");
+                    return out;
+                }
+            }
+        }
+        let _ = conn.disconnect().await;
+        out
+    });
+    (task, ready_rx)
+}
+
+/// One QoS 0 PUBLISH on the wire (MQTT 3.1.1).
+fn encode_qos0(topic: &str, payload: &[u8]) -> Result<Vec<u8>, BenchError> {
+    let publish = RawPacket::Publish(RawPublish::new(topic, QoS::AtMostOnce, payload.to_vec()));
+    let mut buf = bytes::BytesMut::new();
+    publish
+        .write(&mut buf, usize::MAX)
+        .map_err(|e| BenchError::InvalidArgs(format!("cannot encode the PUBLISH: {e}")))?;
+    Ok(buf.to_vec())
+}
+
+/// CONNECT of a raw benchmark client: clean session, 60 s keep-alive.
+fn raw_spec(client_id: &str) -> ConnectSpec<'_> {
+    ConnectSpec {
+        client_id,
+        keep_alive_secs: 60,
+        clean_session: true,
+    }
+}
+
+fn unreachable(broker: &BrokerUrl, detail: &str) -> BenchError {
+    BenchError::Unreachable {
+        broker: broker.to_string(),
+        detail: detail.to_string(),
+    }
 }
 
 /// Waits for every client's ready signal; the first failure is returned.

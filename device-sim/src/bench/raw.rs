@@ -140,6 +140,29 @@ impl RawConnection {
         self.stream.shutdown().await.map_err(RawError::Io)
     }
 
+    /// Writes bytes as they are (pre-encoded packets).
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), RawError> {
+        self.stream.write_all(bytes).await.map_err(RawError::Io)
+    }
+
+    /// Reads once and counts the PUBLISH packets completed by what arrived, without decoding
+    /// them (a subscriber that only counts stays far cheaper than the broker it measures).
+    /// Other packets are skipped. Cancel-safe.
+    pub async fn count_publishes(&mut self) -> Result<u64, RawError> {
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(RawError::Io)?;
+        if n == 0 {
+            return Err(RawError::Closed);
+        }
+        if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+            self.buf.reserve(64 * 1024);
+        }
+        count_publish_frames(&mut self.buf)
+    }
+
     /// Keeps only the socket, dropping the read buffer: what an idle connection needs.
     pub fn into_idle(self) -> IdleConnection {
         IdleConnection {
@@ -172,6 +195,45 @@ impl RawConnection {
             }
         }
     }
+}
+
+/// Removes every complete packet from the front of `buf` and counts the PUBLISH ones; an
+/// incomplete packet stays for the next read.
+pub fn count_publish_frames(buf: &mut BytesMut) -> Result<u64, RawError> {
+    let mut publishes = 0;
+    while let Some(&first) = buf.first() {
+        // Remaining length: 1-4 bytes, 7 bits each, low group first.
+        let mut len: usize = 0;
+        let mut header = 1;
+        let mut complete = false;
+        for (i, &b) in buf.iter().skip(1).take(4).enumerate() {
+            len |= usize::from(b & 0x7f) << (7 * i);
+            header += 1;
+            if b & 0x80 == 0 {
+                complete = true;
+                break;
+            }
+        }
+        if !complete {
+            if buf.len() > 4 {
+                return Err(RawError::Malformed("remaining length over 4 bytes".into()));
+            }
+            break;
+        }
+        if len > MAX_INCOMING {
+            return Err(RawError::Malformed(format!(
+                "a {len}-byte packet is over the {MAX_INCOMING}-byte limit"
+            )));
+        }
+        if buf.len() < header + len {
+            break;
+        }
+        if first >> 4 == 3 {
+            publishes += 1;
+        }
+        let _ = buf.split_to(header + len);
+    }
+    Ok(publishes)
 }
 
 fn unexpected(expected: &'static str, got: &Packet) -> RawError {
@@ -209,5 +271,58 @@ impl IdleConnection {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::mqttbytes::v4::Publish;
+
+    fn encoded(packet: Packet) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        packet.write(&mut out, MAX_INCOMING).unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn counts_publishes_across_split_reads_and_skips_other_packets() {
+        let small = encoded(Packet::Publish(Publish::new(
+            "a/b",
+            QoS::AtMostOnce,
+            vec![7; 10],
+        )));
+        // 300 bytes of payload: a two-byte remaining length.
+        let big = encoded(Packet::Publish(Publish::new(
+            "a",
+            QoS::AtMostOnce,
+            vec![1; 300],
+        )));
+        assert_eq!(big[2] & 0x80, 0);
+        assert_ne!(big[1] & 0x80, 0, "two-byte length expected");
+        let mut stream = Vec::new();
+        for _ in 0..3 {
+            stream.extend_from_slice(&small);
+            stream.extend_from_slice(&PINGREQ);
+            stream.extend_from_slice(&big);
+        }
+        // Fed in every split: the total is always 6 and nothing is left over.
+        for cut in 0..stream.len() {
+            let mut buf = BytesMut::from(&stream[..cut]);
+            let mut n = count_publish_frames(&mut buf).unwrap();
+            buf.extend_from_slice(&stream[cut..]);
+            n += count_publish_frames(&mut buf).unwrap();
+            assert_eq!(n, 6, "split at {cut}");
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_length_over_four_bytes_or_the_limit_is_an_error() {
+        let mut buf = BytesMut::from(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01][..]);
+        assert!(count_publish_frames(&mut buf).is_err());
+        // 2 MiB announced: over the limit, refused before the body arrives.
+        let mut buf = BytesMut::from(&[0x30, 0x80, 0x80, 0x80, 0x01][..]);
+        assert!(count_publish_frames(&mut buf).is_err());
     }
 }

@@ -91,7 +91,7 @@ impl Batch<'_> {
     fn apply(&mut self, req: Request) {
         match req {
             Request::Append { msg, dedupe, reply } => {
-                let res = self.append(msg, dedupe.map(|k| k.0));
+                let res = self.append(*msg, dedupe.map(|k| k.0));
                 self.replies.push(Reply::Append(reply, res));
             }
             Request::ForgetDedupe { key, reply } => {

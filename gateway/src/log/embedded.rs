@@ -183,7 +183,7 @@ impl MessageLog for EmbeddedLog {
     fn submit(&self, msg: Message, dedupe: Option<DedupeKey>) -> AppendFuture {
         let (reply, rx) = oneshot::channel();
         let queued = self.enqueue(Request::Append {
-            msg,
+            msg: Box::new(msg),
             dedupe,
             reply: AppendReply::Once(reply),
         });
@@ -196,7 +196,7 @@ impl MessageLog for EmbeddedLog {
     fn submit_queued(&self, msg: Message, dedupe: Option<DedupeKey>, ticket: Ticket) {
         // On failure the request, and with it the ticket, is dropped: it answers `Closed`.
         let _ = self.enqueue(Request::Append {
-            msg,
+            msg: Box::new(msg),
             dedupe,
             reply: AppendReply::Queued(ticket),
         });

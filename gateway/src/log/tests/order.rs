@@ -156,7 +156,7 @@ fn only_small_qos0_batches_under_the_reservation_skip_the_blocking_thread() {
     let store = Store::open(dir.path()).unwrap();
     let mut state = WriterState::load(store, default_rules(), 60_000).unwrap();
     let append = |qos, dedupe: Option<&str>| Request::Append {
-        msg: msg("a", qos, "x"),
+        msg: Box::new(msg("a", qos, "x")),
         dedupe: dedupe.map(|k| DedupeKey(k.as_bytes().to_vec())),
         reply: AppendReply::Once(tokio::sync::oneshot::channel().0),
     };
