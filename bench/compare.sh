@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Gateway vs Mosquitto, side by side, measured by the same load generator in one run.
 #
-#   bash bench/compare.sh                 # full run (about 6 minutes)
+#   bash bench/compare.sh                 # full run (about 7 minutes)
 #   BENCH_QUICK=1 bash bench/compare.sh   # every scenario at a tenth of the load (smoke test)
 #
 # Builds the release binaries, then for each scenario starts a fresh broker (gateway, then
@@ -132,9 +132,11 @@ start_gateway() {
     while [[ "$http" == "$BROKER_PORT" ]]; do http="$(free_port)"; done
     while [[ "$admin" == "$BROKER_PORT" || "$admin" == "$http" ]]; do admin="$(free_port)"; done
     mkdir -p "$dir/data"
-    # A subscriber that falls behind catches up from history, so history is the gateway's
-    # queue: give it the depth Mosquitto gets from max_queued_messages above.
-    env GATEWAY__HISTORY__MAX_MESSAGES=1000000 "${GATEWAY_EXTRA_ENV[@]}" \
+    # Queues as deep as Mosquitto's max_queued_messages above: a reliable subscriber that
+    # falls behind catches up from history, so history depth is its queue; a QoS 0
+    # subscriber's queue is its outbound queue.
+    env GATEWAY__HISTORY__MAX_MESSAGES=1000000 GATEWAY__MQTT__OUTBOUND_QUEUE=1000000 \
+        "${GATEWAY_EXTRA_ENV[@]}" \
     "${BROKER_PIN[@]}" "$ROOT/target/release/gateway" run \
         --data-dir "$dir/data" \
         --mqtt "127.0.0.1:$BROKER_PORT" \
@@ -244,6 +246,11 @@ main() {
     # what the durable history costs per message.
     GATEWAY_EXTRA_ENV=(GATEWAY__HISTORY__STORE_QOS0=false)
     run_case 01b-qos0-1to1-live "1→1 QoS 0 100 B, gateway store_qos0 = false" throughput \
+        --publishers 1 --subscribers 1 --qos 0 --payload 100 --messages $((2000000 / div))
+    # With the default history depth (10,000 messages per channel) instead of 1,000,000:
+    # what a gateway on its defaults does.
+    GATEWAY_EXTRA_ENV=(GATEWAY__HISTORY__MAX_MESSAGES=10000)
+    run_case 01c-qos0-1to1-default-history "1→1 QoS 0 100 B, gateway history 10,000 per channel" throughput \
         --publishers 1 --subscribers 1 --qos 0 --payload 100 --messages $((2000000 / div))
     GATEWAY_EXTRA_ENV=()
     run_case 02-qos1-1to1 "1→1 QoS 1 100 B" throughput \

@@ -188,10 +188,19 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
     fn publish_shared(&mut self, msg: &Arc<StoredMessage>) {
         let slot = usize::from(self.v5);
         let bytes = msg.wire.get_or_encode(slot, || {
-            let publish = self.build_publish(msg, QoS::AtMostOnce, false, &[], 0, false, None);
+            let m = &msg.msg;
             // Fixed header, topic length, topic and payload; properties may grow it.
-            let size = 8 + msg.msg.topic.len() + msg.msg.payload.len();
+            let size = 8 + m.topic.len() + m.payload.len();
             let mut buf = bytes::BytesMut::with_capacity(size);
+            if (!self.v5 || m.props.is_empty())
+                && self
+                    .codec
+                    .encode_plain_publish(&m.topic, &m.payload, &mut buf)
+                    .is_some()
+            {
+                return Some(buf.freeze());
+            }
+            let publish = self.build_publish(msg, QoS::AtMostOnce, false, &[], 0, false, None);
             self.codec
                 .encode(&Packet::Publish(publish), &mut buf, None)
                 .ok()?;

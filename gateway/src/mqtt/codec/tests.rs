@@ -626,3 +626,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn plain_publishes_are_written_as_the_general_encoder_writes_them() {
+    // Remaining lengths of one to four bytes, empty and non-ASCII topics, both versions.
+    for v in [ProtocolVersion::V311, ProtocolVersion::V5] {
+        for (topic, size) in [
+            ("a/b", 0),
+            ("a/b", 100),
+            ("", 10),
+            ("t/é/∑", 125),
+            ("x", 200),
+            ("long/topic", 20_000),
+            ("big", 2_100_000),
+        ] {
+            let payload = Bytes::from(vec![0x5a; size]);
+            let general = encode(
+                v,
+                &Packet::Publish(Publish::new(topic, QoS::AtMostOnce, payload.clone(), None)),
+            );
+            let mut plain = BytesMut::from(&b"kept"[..]);
+            let n = encoder(v).encode_plain_publish(topic, &payload, &mut plain);
+            assert_eq!(n, Some(general.len()), "{v:?} {topic} {size}");
+            assert_eq!(&plain[..4], b"kept");
+            assert_eq!(&plain[4..], &general[..], "{v:?} {topic} {size}");
+        }
+    }
+    // A topic too long for its 16-bit length prefix, or no version yet: nothing written.
+    let mut out = BytesMut::new();
+    let long = "t".repeat(70_000);
+    assert_eq!(
+        encoder(ProtocolVersion::V5).encode_plain_publish(&long, b"x", &mut out),
+        None
+    );
+    assert_eq!(
+        MqttCodec::new(MAX).encode_plain_publish("a", b"x", &mut out),
+        None
+    );
+    assert!(out.is_empty());
+}
