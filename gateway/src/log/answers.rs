@@ -7,7 +7,9 @@
 //! [`LogError::Closed`] when it is dropped unanswered (the log stopped).
 
 use super::LogError;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{Notify, mpsc};
 
 /// The outcome of one queued request, with the tag its submitter gave it.
 #[derive(Debug)]
@@ -82,9 +84,98 @@ impl Drop for Ticket {
     }
 }
 
+/// Counts a submitter's appends that need no answer (QoS 0) until the writer has written them:
+/// back-pressure without a message or a wake-up per append. The submitter stops when
+/// [`Backlog::is_full`] and waits on [`Backlog::below_limit`]; the writer wakes it once, as
+/// the count drops back under the limit.
+#[derive(Debug)]
+pub struct Backlog {
+    count: AtomicUsize,
+    limit: usize,
+    below: Notify,
+}
+
+impl Backlog {
+    /// A backlog that is full at `limit` (at least 1).
+    pub fn new(limit: usize) -> Arc<Backlog> {
+        Arc::new(Backlog {
+            count: AtomicUsize::new(0),
+            limit: limit.max(1),
+            below: Notify::new(),
+        })
+    }
+
+    /// Counts one more append; the guard goes with the request and uncounts it when dropped
+    /// (once the writer has written the request, or with the request if the log stopped).
+    pub fn add(self: &Arc<Self>) -> BacklogGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        BacklogGuard(self.clone())
+    }
+
+    /// Appends counted and not yet written by the writer.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// True when nothing counted is waiting for the writer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when the submitter should wait.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.limit
+    }
+
+    /// Resolves once the count has dropped under the limit since [`Backlog::is_full`] was
+    /// last true (a wake-up that comes first is kept, so none is lost).
+    pub async fn below_limit(&self) {
+        self.below.notified().await;
+    }
+}
+
+/// One counted append; see [`Backlog::add`].
+#[derive(Debug)]
+pub struct BacklogGuard(Arc<Backlog>);
+
+impl Drop for BacklogGuard {
+    fn drop(&mut self) {
+        let b = &self.0;
+        // Each decrement is by one, so a count above the limit passes through it exactly once.
+        if b.count.fetch_sub(1, Ordering::AcqRel) == b.limit {
+            b.below.notify_one();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_backlog_wakes_its_submitter_once_it_drops_under_the_limit() {
+        let b = Backlog::new(3);
+        let mut guards: Vec<_> = (0..5).map(|_| b.add()).collect();
+        assert_eq!(b.len(), 5);
+        assert!(b.is_full());
+        // Down to the limit: still full, no wake-up yet.
+        guards.truncate(3);
+        assert!(b.is_full());
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.below_limit().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        guards.pop();
+        assert!(!b.is_full());
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .unwrap();
+        drop(guards);
+        assert_eq!(b.len(), 0);
+    }
 
     #[tokio::test]
     async fn answers_arrive_in_order_with_their_tags_and_a_dropped_ticket_answers_closed() {

@@ -6,7 +6,7 @@ use super::retention::SweepReport;
 use super::state::WriterState;
 use super::store::Store;
 use super::writer::{self, AppendReply, Request, Shared, WriterConfig};
-use super::{AppendFuture, DedupeKey, LogError, MessageLog, ReleaseFeed, Ticket};
+use super::{AppendFuture, BacklogGuard, DedupeKey, LogError, MessageLog, ReleaseFeed, Ticket};
 use crate::core::message::now_ms;
 use crate::core::namespace::NamespaceRules;
 use crate::core::{Message, StoredMessage};
@@ -199,6 +199,15 @@ impl MessageLog for EmbeddedLog {
             msg: Box::new(msg),
             dedupe,
             reply: AppendReply::Queued(ticket),
+        });
+    }
+
+    fn submit_counted(&self, msg: Message, guard: BacklogGuard) {
+        // On failure the request, and with it the guard, is dropped: the count goes down.
+        let _ = self.enqueue(Request::Append {
+            msg: Box::new(msg),
+            dedupe: None,
+            reply: AppendReply::Counted(guard),
         });
     }
 

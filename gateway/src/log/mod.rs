@@ -36,7 +36,7 @@ mod tests;
 mod trims;
 mod writer;
 
-pub use answers::{Answer, AnswerQueue, Ticket};
+pub use answers::{Answer, AnswerQueue, Backlog, BacklogGuard, Ticket};
 pub use embedded::{EmbeddedLog, LogOptions};
 pub use retention::SweepReport;
 
@@ -131,6 +131,10 @@ pub trait MessageLog: Send + Sync + 'static {
     /// [`MessageLog::forget_dedupe`] answered on `ticket`'s queue, in order with the
     /// submitter's appends.
     fn forget_dedupe_queued(&self, key: DedupeKey, ticket: Ticket);
+
+    /// Appends a message nobody waits for (QoS 0): `guard` keeps it counted in its submitter's
+    /// [`Backlog`] until the writer has written it, and a failure is only logged.
+    fn submit_counted(&self, msg: Message, guard: BacklogGuard);
 
     /// Removes a de-duplication key (MQTT PUBREL finishes a QoS 2 exchange). Durable on return.
     async fn forget_dedupe(&self, key: DedupeKey) -> Result<(), LogError>;

@@ -5,7 +5,7 @@
 //! Sweeps run as their own commits between batches; `Close` stops intake and the task ends
 //! once everything queued before it has been written.
 
-use super::answers::Ticket;
+use super::answers::{BacklogGuard, Ticket};
 use super::batch;
 use super::retention::{self, SweepReport};
 use super::state::WriterState;
@@ -41,6 +41,9 @@ pub enum AppendReply {
     Once(oneshot::Sender<Result<Appended, LogError>>),
     /// To a submitter's answer queue.
     Queued(Ticket),
+    /// Nobody: the submitter only counts its appends in flight (QoS 0). A failure is logged
+    /// here instead.
+    Counted(BacklogGuard),
 }
 
 impl AppendReply {
@@ -48,6 +51,12 @@ impl AppendReply {
         match self {
             AppendReply::Once(tx) => drop(tx.send(r)),
             AppendReply::Queued(t) => t.answer(r.map(|_| ())),
+            AppendReply::Counted(guard) => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "log did not accept a QoS 0 publish");
+                }
+                drop(guard);
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use super::session::Session;
 use crate::broker::outbox::Outbox;
 use crate::broker::{Broker, ConnId};
 use crate::core::Message;
-use crate::log::AnswerQueue;
+use crate::log::{AnswerQueue, Backlog};
 use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::v5::{Disconnect, DisconnectReasonCode, Packet};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -24,9 +24,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Inbound publishes (any QoS) whose log append may be outstanding at once; past this the
-/// connection stops reading until the log catches up.
-const MAX_PENDING_APPENDS: usize = 4096;
+/// Inbound publishes whose log append may be outstanding at once, reliable ones (answered)
+/// and QoS 0 ones (counted) each; past this the connection stops reading until the log
+/// catches up.
+pub(super) const MAX_PENDING_APPENDS: usize = 4096;
 /// Most log answers taken in one receive (a connection awaits at most
 /// [`MAX_PENDING_APPENDS`] plus a PUBREL per open QoS 2 exchange).
 const ACK_DRAIN: usize = 8192;
@@ -97,6 +98,8 @@ pub(super) struct Connection<W> {
     pub(super) answers: AnswerQueue,
     /// Log requests not answered yet.
     pub(super) awaiting: usize,
+    /// QoS 0 publishes the log has not written yet (they get no answer); made with the first.
+    pub(super) backlog: Option<Arc<Backlog>>,
     /// When the bytes being decoded were read (ms since the Unix epoch): inbound messages'
     /// time stamp.
     pub(super) read_at_ms: u64,
@@ -155,6 +158,7 @@ pub(super) async fn run<R, W>(
         mode: Mode::CatchUp,
         answers: AnswerQueue::default(),
         awaiting: 0,
+        backlog: None,
         read_at_ms: 0,
         inbound_unacked: 0,
         inbound_qos2: HashSet::new(),
@@ -198,7 +202,8 @@ pub(super) async fn run<R, W>(
             if let Err(close) = c.flush(&kick, &shutdown).await {
                 break close;
             }
-            let can_read = c.awaiting < MAX_PENDING_APPENDS;
+            let backlog_full = c.backlog.as_ref().is_some_and(|b| b.is_full());
+            let can_read = c.awaiting < MAX_PENDING_APPENDS && !backlog_full;
             // More to deliver right now (the last pass stopped at the write batch size):
             // go round again after the write instead of waiting for the next event.
             let more = c.has_work();
@@ -230,6 +235,7 @@ pub(super) async fn run<R, W>(
                         Err(e) => break Close::Io(e),
                     }
                 }
+                _ = wait_below(c.backlog.as_deref()), if backlog_full => {}
                 _ = c.outbox.notified() => {}
                 _ = std::future::ready(()), if more => {}
                 _ = sleep_until_opt(deadline) => break Close::KeepAliveTimeout,
@@ -242,6 +248,13 @@ pub(super) async fn run<R, W>(
     };
     c.finish(close, &kick).await;
     done.cancel();
+}
+
+async fn wait_below(backlog: Option<&Backlog>) {
+    match backlog {
+        Some(b) => b.below_limit().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

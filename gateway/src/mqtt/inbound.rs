@@ -9,7 +9,7 @@ use crate::broker::Subscriber;
 use crate::core::message::now_ms;
 use crate::core::topic::{TopicLimits, validate_filter, validate_topic_name};
 use crate::core::{Message, MessageProps, QoS};
-use crate::log::{Answer, DedupeKey, LogError};
+use crate::log::{Answer, Backlog, DedupeKey, LogError};
 use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::v5::{
     DisconnectReasonCode as R, Packet, PubAck, PubAckReason, PubComp, PubCompReason, PubRec,
@@ -211,6 +211,15 @@ impl<W: AsyncWrite + Unpin> Connection<W> {
         };
         if qos.is_reliable() {
             self.inbound_unacked += 1;
+        }
+        if matches!(kind, AckKind::None) {
+            // Nothing to acknowledge: counted, not answered (no wake-up per message).
+            let backlog = self
+                .backlog
+                .get_or_insert_with(|| Backlog::new(super::connection::MAX_PENDING_APPENDS));
+            let guard = backlog.add();
+            self.broker.log.submit_counted(msg, guard);
+            return Ok(());
         }
         let ticket = self.answers.ticket(kind.tag());
         self.awaiting += 1;

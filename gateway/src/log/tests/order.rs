@@ -246,3 +246,27 @@ async fn queued_submissions_answer_in_order_with_their_tags_and_closed_once_the_
         .collect();
     assert_eq!(closed, [(7, true), (8, true)]);
 }
+
+#[tokio::test]
+async fn counted_submissions_are_written_in_order_and_uncounted_even_once_the_log_stops() {
+    use crate::log::Backlog;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _feed) = open(dir.path(), default_rules());
+    let backlog = Backlog::new(100);
+    for i in 0..250 {
+        log.submit_counted(msg("c/a", QoS::AtMostOnce, &i.to_string()), backlog.add());
+    }
+    assert!(backlog.len() <= 250);
+    within(async {
+        while !backlog.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let want: Vec<String> = (0..250).map(|i| i.to_string()).collect();
+    assert_eq!(payloads(&log.read_channel("c/a", 0, 1000).unwrap()), want);
+
+    log.close().await;
+    log.submit_counted(msg("c/a", QoS::AtMostOnce, "late"), backlog.add());
+    assert_eq!(backlog.len(), 0, "a refused append is uncounted at once");
+}
