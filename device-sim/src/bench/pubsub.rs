@@ -37,6 +37,13 @@ impl Deliveries {
         self.received.load(Ordering::Relaxed)
     }
 
+    /// Counts `n` deliveries that arrived just now.
+    fn add(&self, n: u64, base: Instant) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+        let ns = base.elapsed().as_nanos() as u64;
+        self.last_ns.store(ns, Ordering::Relaxed);
+    }
+
     /// When the latest delivery arrived, in nanoseconds after the run's base instant.
     pub fn last_ns(&self) -> u64 {
         self.last_ns.load(Ordering::Relaxed)
@@ -85,21 +92,15 @@ pub fn spawn_subscriber(
             )
             .await
         };
-        if let Err(e) = setup.await {
-            let _ = ready_tx.send(Err(e));
+        if report_ready(ready_tx, setup.await).is_none() {
             return errors;
         }
-        let _ = ready_tx.send(Ok(()));
         loop {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
                 event = eventloop.poll() => match event {
-                    Ok(Event::Incoming(Packet::Publish(_))) => {
-                        counter.received.fetch_add(1, Ordering::Relaxed);
-                        let ns = spec.base.elapsed().as_nanos() as u64;
-                        counter.last_ns.store(ns, Ordering::Relaxed);
-                    }
+                    Ok(Event::Incoming(Packet::Publish(_))) => counter.add(1, spec.base),
                     Ok(_) => {}
                     Err(e) => {
                         bump(&mut errors, mqtt::error_kind(&e));
@@ -176,15 +177,8 @@ pub fn spawn_publisher(
             return out;
         }
         let _ = ready_tx.send(Ok(()));
-        let t0 = match timeout_at(spec.deadline, start.wait_for(Option::is_some)).await {
-            Ok(Ok(t0)) => (*t0).unwrap_or_else(Instant::now),
-            _ => return out,
-        };
-        let end_at = spec.duration.map(|d| t0 + d);
-        let limit = if spec.duration.is_some() {
-            u64::MAX
-        } else {
-            spec.messages
+        let Some((end_at, limit)) = wait_for_start(&spec, &mut start).await else {
+            return out;
         };
         let mut queued: u64 = 0;
         let mut queueing = true;
@@ -268,25 +262,16 @@ pub fn spawn_raw_subscriber(
             .map_err(|e| BenchError::Setup(format!("subscribe failed: {e}")))?;
             Ok::<_, BenchError>(conn)
         };
-        let mut conn = match setup.await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return errors;
-            }
+        let Some(mut conn) = report_ready(ready_tx, setup.await) else {
+            return errors;
         };
-        let _ = ready_tx.send(Ok(()));
         loop {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
                 got = conn.count_publishes() => match got {
                     Ok(0) => {}
-                    Ok(n) => {
-                        counter.received.fetch_add(n, Ordering::Relaxed);
-                        let ns = spec.base.elapsed().as_nanos() as u64;
-                        counter.last_ns.store(ns, Ordering::Relaxed);
-                    }
+                    Ok(n) => counter.add(n, spec.base),
                     Err(e) => {
                         bump(&mut errors, e.kind());
                         return errors;
@@ -329,23 +314,11 @@ pub fn spawn_raw_publisher(
             .map_err(|_| unreachable(&spec.broker, "no CONNACK before the timeout"))?
             .map_err(|e| unreachable(&spec.broker, &e.to_string()))
         };
-        let mut conn = match connected.await {
-            Ok((c, _)) => c,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return out;
-            }
+        let Some((mut conn, _)) = report_ready(ready_tx, connected.await) else {
+            return out;
         };
-        let _ = ready_tx.send(Ok(()));
-        let t0 = match timeout_at(spec.deadline, start.wait_for(Option::is_some)).await {
-            Ok(Ok(t0)) => (*t0).unwrap_or_else(Instant::now),
-            _ => return out,
-        };
-        let end_at = spec.duration.map(|d| t0 + d);
-        let limit = if spec.duration.is_some() {
-            u64::MAX
-        } else {
-            spec.messages
+        let Some((end_at, limit)) = wait_for_start(&spec, &mut start).await else {
+            return out;
         };
         let per_chunk = (RAW_CHUNK / frame.len()).max(1) as u64;
         let chunk = frame.repeat(per_chunk as usize);
@@ -371,6 +344,42 @@ pub fn spawn_raw_publisher(
         out
     });
     (task, ready_rx)
+}
+
+/// Tells the coordinator whether set-up worked; the set-up's value when it did.
+fn report_ready<T>(
+    ready: oneshot::Sender<Result<(), BenchError>>,
+    setup: Result<T, BenchError>,
+) -> Option<T> {
+    match setup {
+        Ok(v) => {
+            let _ = ready.send(Ok(()));
+            Some(v)
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            None
+        }
+    }
+}
+
+/// Waits for the common start instant; then when to stop (with `--duration`) and how many
+/// messages to send at most. `None` if the start never came before the deadline.
+async fn wait_for_start(
+    spec: &PublisherSpec,
+    start: &mut watch::Receiver<Option<Instant>>,
+) -> Option<(Option<Instant>, u64)> {
+    let t0 = match timeout_at(spec.deadline, start.wait_for(Option::is_some)).await {
+        Ok(Ok(t0)) => (*t0).unwrap_or_else(Instant::now),
+        _ => return None,
+    };
+    let end_at = spec.duration.map(|d| t0 + d);
+    let limit = if spec.duration.is_some() {
+        u64::MAX
+    } else {
+        spec.messages
+    };
+    Some((end_at, limit))
 }
 
 /// One QoS 0 PUBLISH on the wire (MQTT 3.1.1).

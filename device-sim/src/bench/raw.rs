@@ -149,14 +149,7 @@ impl RawConnection {
     /// them (a subscriber that only counts stays far cheaper than the broker it measures).
     /// Other packets are skipped. Cancel-safe.
     pub async fn count_publishes(&mut self) -> Result<u64, RawError> {
-        let n = self
-            .stream
-            .read_buf(&mut self.buf)
-            .await
-            .map_err(RawError::Io)?;
-        if n == 0 {
-            return Err(RawError::Closed);
-        }
+        self.read_more().await?;
         if self.buf.capacity() - self.buf.len() < 16 * 1024 {
             self.buf.reserve(64 * 1024);
         }
@@ -185,15 +178,21 @@ impl RawConnection {
                 Err(mqttbytes::Error::InsufficientBytes(_)) => {}
                 Err(e) => return Err(RawError::Malformed(e.to_string())),
             }
-            let n = self
-                .stream
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(RawError::Io)?;
-            if n == 0 {
-                return Err(RawError::Closed);
-            }
+            self.read_more().await?;
         }
+    }
+
+    /// Reads what is there into the buffer; a closed connection is an error.
+    async fn read_more(&mut self) -> Result<(), RawError> {
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(RawError::Io)?;
+        if n == 0 {
+            return Err(RawError::Closed);
+        }
+        Ok(())
     }
 }
 
