@@ -6,7 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, Subscribe, SubscribeReasonCode,
 };
@@ -200,39 +200,18 @@ impl RawConnection {
 /// incomplete packet stays for the next read.
 pub fn count_publish_frames(buf: &mut BytesMut) -> Result<u64, RawError> {
     let mut publishes = 0;
-    while let Some(&first) = buf.first() {
-        // Remaining length: 1-4 bytes, 7 bits each, low group first.
-        let mut len: usize = 0;
-        let mut header = 1;
-        let mut complete = false;
-        for (i, &b) in buf.iter().skip(1).take(4).enumerate() {
-            len |= usize::from(b & 0x7f) << (7 * i);
-            header += 1;
-            if b & 0x80 == 0 {
-                complete = true;
-                break;
+    loop {
+        match mqttbytes::check(buf.iter(), MAX_INCOMING) {
+            Ok(header) => {
+                if buf[0] >> 4 == 3 {
+                    publishes += 1;
+                }
+                buf.advance(header.frame_length());
             }
+            Err(mqttbytes::Error::InsufficientBytes(_)) => return Ok(publishes),
+            Err(e) => return Err(RawError::Malformed(e.to_string())),
         }
-        if !complete {
-            if buf.len() > 4 {
-                return Err(RawError::Malformed("remaining length over 4 bytes".into()));
-            }
-            break;
-        }
-        if len > MAX_INCOMING {
-            return Err(RawError::Malformed(format!(
-                "a {len}-byte packet is over the {MAX_INCOMING}-byte limit"
-            )));
-        }
-        if buf.len() < header + len {
-            break;
-        }
-        if first >> 4 == 3 {
-            publishes += 1;
-        }
-        let _ = buf.split_to(header + len);
     }
-    Ok(publishes)
 }
 
 fn unexpected(expected: &'static str, got: &Packet) -> RawError {

@@ -62,8 +62,14 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Sends the answer. A queue that is gone has nobody left to tell.
+    /// Sends the answer.
     pub fn answer(mut self, result: Result<(), LogError>) {
+        self.send(result);
+    }
+
+    /// Sends `result` unless an answer went already. A queue that is gone has nobody left
+    /// to tell.
+    fn send(&mut self, result: Result<(), LogError>) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(Answer {
                 tag: self.tag,
@@ -75,12 +81,7 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Answer {
-                tag: self.tag,
-                result: Err(LogError::Closed),
-            });
-        }
+        self.send(Err(LogError::Closed));
     }
 }
 

@@ -154,6 +154,19 @@ impl EmbeddedLog {
         self.tx.send(req).map_err(|_| LogError::Closed)
     }
 
+    fn enqueue_append(
+        &self,
+        msg: Message,
+        dedupe: Option<DedupeKey>,
+        reply: AppendReply,
+    ) -> Result<(), LogError> {
+        self.enqueue(Request::Append {
+            msg: Box::new(msg),
+            dedupe,
+            reply,
+        })
+    }
+
     async fn done(&self, make: impl FnOnce(writer::Done) -> Request) -> Result<(), LogError> {
         let (reply, rx) = oneshot::channel();
         self.enqueue(make(writer::Done::Once(reply)))?;
@@ -182,11 +195,7 @@ impl MessageLog for EmbeddedLog {
 
     fn submit(&self, msg: Message, dedupe: Option<DedupeKey>) -> AppendFuture {
         let (reply, rx) = oneshot::channel();
-        let queued = self.enqueue(Request::Append {
-            msg: Box::new(msg),
-            dedupe,
-            reply: AppendReply::Once(reply),
-        });
+        let queued = self.enqueue_append(msg, dedupe, AppendReply::Once(reply));
         Box::pin(async move {
             queued?;
             rx.await.map_err(|_| LogError::Closed)?
@@ -195,20 +204,12 @@ impl MessageLog for EmbeddedLog {
 
     fn submit_queued(&self, msg: Message, dedupe: Option<DedupeKey>, ticket: Ticket) {
         // On failure the request, and with it the ticket, is dropped: it answers `Closed`.
-        let _ = self.enqueue(Request::Append {
-            msg: Box::new(msg),
-            dedupe,
-            reply: AppendReply::Queued(ticket),
-        });
+        let _ = self.enqueue_append(msg, dedupe, AppendReply::Queued(ticket));
     }
 
     fn submit_counted(&self, msg: Message, guard: BacklogGuard) {
         // On failure the request, and with it the guard, is dropped: the count goes down.
-        let _ = self.enqueue(Request::Append {
-            msg: Box::new(msg),
-            dedupe: None,
-            reply: AppendReply::Counted(guard),
-        });
+        let _ = self.enqueue_append(msg, None, AppendReply::Counted(guard));
     }
 
     fn forget_dedupe_queued(&self, key: DedupeKey, ticket: Ticket) {

@@ -1,6 +1,7 @@
 //! The single writer task: drains queued requests, runs each group commit on a blocking
-//! thread (a small one that needs no fsync on the task itself), then publishes `released`, hands the batch to the release feed (awaiting the
-//! bounded send: that is the back-pressure on producers) and finally answers the waiters.
+//! thread (a small one that needs no fsync on the task itself), then publishes `released`,
+//! hands the batch to the release feed (awaiting the bounded send: that is the back-pressure
+//! on producers) and finally answers the waiters.
 //!
 //! Sweeps run as their own commits between batches; `Close` stops intake and the task ends
 //! once everything queued before it has been written.

@@ -253,22 +253,13 @@ impl MqttCodec {
         let topic_len = u16::try_from(topic.len()).ok()?;
         // Topic length and topic, the properties length (MQTT 5: a single 0), the payload.
         let remaining = 2 + topic.len() + usize::from(v5) + payload.len();
-        if remaining > MAX_REMAINING_LENGTH {
+        if remaining > frame::VARINT_MAX {
             return None;
         }
         let start = out.len();
         out.reserve(5 + remaining);
         out.extend_from_slice(&[0x30]);
-        let mut len = remaining;
-        loop {
-            let byte = (len % 128) as u8;
-            len /= 128;
-            if len == 0 {
-                out.extend_from_slice(&[byte]);
-                break;
-            }
-            out.extend_from_slice(&[byte | 0x80]);
-        }
+        frame::put_varint(out, remaining);
         out.extend_from_slice(&topic_len.to_be_bytes());
         out.extend_from_slice(topic.as_bytes());
         if v5 {
@@ -278,9 +269,6 @@ impl MqttCodec {
         Some(out.len() - start)
     }
 }
-
-/// Largest remaining length a fixed header can declare (four length bytes).
-const MAX_REMAINING_LENGTH: usize = 268_435_455;
 
 /// The CONNACK form to refuse an unsupported protocol level with: 3.1.1's for older levels
 /// (3.1 uses the same CONNACK), MQTT 5's for newer ones.

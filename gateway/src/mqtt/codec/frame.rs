@@ -5,6 +5,7 @@
 //! complete frame is a malformed packet, never "need more bytes".
 
 use super::{CodecError, ProtocolVersion};
+use bytes::{BufMut, BytesMut};
 
 /// Packet type numbers (high nibble of the first byte).
 pub(super) mod kind {
@@ -175,6 +176,25 @@ pub(super) fn read_varint(bytes: &[u8]) -> VarInt {
         VarInt::Incomplete
     }
 }
+
+/// Appends `value` as a variable byte integer (`value` must fit in four bytes, at most
+/// [`VARINT_MAX`]).
+pub(super) fn put_varint(out: &mut BytesMut, mut value: usize) {
+    loop {
+        let mut byte = (value % 128) as u8;
+        value /= 128;
+        if value > 0 {
+            byte |= 0x80;
+        }
+        out.put_u8(byte);
+        if value == 0 {
+            break;
+        }
+    }
+}
+
+/// Largest value a variable byte integer holds (four bytes): the longest remaining length.
+pub(super) const VARINT_MAX: usize = 268_435_455;
 
 /// Bytes a variable byte integer holding `value` takes.
 pub(super) fn varint_len(value: usize) -> usize {

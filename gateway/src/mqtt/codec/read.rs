@@ -29,7 +29,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rumqttc::mqttbytes::{self as b4, v4};
 use rumqttc::v5::mqttbytes::v5;
 
-use super::frame::{Header, VarInt, kind, read_varint, varint_len};
+use super::frame::{Header, VarInt, kind, put_varint, read_varint, varint_len};
 use super::props::Summary;
 use super::{CodecError, ProtocolVersion};
 use crate::mqtt::convert;
@@ -147,19 +147,4 @@ fn read_v4(h: &Header, frame: Bytes) -> Result<v4::Packet, CodecError> {
 
 fn unexpected(h: &Header) -> CodecError {
     CodecError::ProtocolError(format!("a server does not accept {}", h.name()))
-}
-
-/// Appends `value` as a variable byte integer (`value` must fit in four bytes).
-pub(super) fn put_varint(out: &mut BytesMut, mut value: usize) {
-    loop {
-        let mut byte = (value % 128) as u8;
-        value /= 128;
-        if value > 0 {
-            byte |= 0x80;
-        }
-        out.put_u8(byte);
-        if value == 0 {
-            break;
-        }
-    }
 }
